@@ -1,0 +1,111 @@
+"""The framed byte stream between the host and the in-sandbox agent (stdlib only).
+
+One channel per environment (a socketpair today, vsock later). A frame is::
+
+    kind: u8 | meta_len: u32 | payload_len: u32 | meta (JSON, UTF-8) | payload (raw bytes)
+
+``meta`` is a small JSON object of control fields; ``payload`` carries event and response
+bytes untouched, so a payload is never re-encoded on its way through.
+
+Host → agent
+    START     meta: ``StartMeta``; the agent binds the Runtime API and execs the runtime.
+    INVOKE    meta: ``InvokeMeta``; payload: the event bytes.
+    (closing the channel = shut down: the agent kills the runtime and exits)
+
+Agent → host
+    LISTENING meta ``{"runtime_api": "host:port"}``: the Runtime API is bound (sent first).
+    INIT_DONE   meta ``{"init_ms": float}``: the runtime's first ``/next`` (init finished).
+    INIT_ERROR  meta ``{"error_type": str, "init_ms": float}``; payload: the runtime's body.
+    RESPONSE    meta ``{"id", "content_type", "memory_peak_kb"}``; payload: response bytes.
+    ERROR       meta ``{"id", "error_type", "content_type", "memory_peak_kb"}``; payload: body.
+    LOG         meta ``{"stream": "stdout"|"stderr"}``; payload: output bytes, whole lines
+                where possible. Every LOG for an invoke is sent before its RESPONSE/ERROR.
+    EXIT        meta ``{"status": int|None, "signal": int|None}``: the runtime process ended;
+                the agent exits right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+HEADER = struct.Struct("!BII")
+MAX_META = 1 << 20
+MAX_PAYLOAD = 64 << 20
+
+
+class Kind(enum.IntEnum):
+    START = 1
+    INVOKE = 2
+    LISTENING = 10
+    INIT_DONE = 11
+    INIT_ERROR = 12
+    RESPONSE = 13
+    ERROR = 14
+    LOG = 15
+    EXIT = 16
+
+
+class StartMeta(TypedDict):
+    """How the agent starts the runtime."""
+
+    argv: list[str]  # the runtime command, argv[0] an absolute path
+    cwd: str  # working directory (the function's task root)
+    env: dict[str, str]  # the runtime's whole environment, except AWS_LAMBDA_RUNTIME_API
+    runtime_api: str  # "host:port" to bind; port 0 = any free port
+
+
+class InvokeMeta(TypedDict, total=False):
+    """One invocation, as the Runtime API's ``/next`` headers need it."""
+
+    id: str  # required: Lambda-Runtime-Aws-Request-Id
+    deadline_ms: int  # required: Lambda-Runtime-Deadline-Ms (epoch ms)
+    arn: str  # required: Lambda-Runtime-Invoked-Function-Arn
+    trace_id: str
+    client_context: str  # decoded JSON text
+    identity: str  # JSON text
+    tenant_id: str
+
+
+@dataclass(slots=True)
+class Frame:
+    kind: Kind
+    meta: dict[str, Any] = field(default_factory=dict)
+    payload: bytes = b""
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not a valid frame."""
+
+
+def encode(kind: Kind, meta: dict[str, Any] | None = None, payload: bytes = b"") -> list[bytes]:
+    """Buffers for ``writelines``: header + meta, then the payload as it is (no copy)."""
+    meta_bytes = json.dumps(meta or {}, separators=(",", ":")).encode()
+    head = HEADER.pack(kind, len(meta_bytes), len(payload)) + meta_bytes
+    return [head, payload] if payload else [head]
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
+    """The next frame, or ``None`` at a clean end of stream."""
+    try:
+        head = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProtocolError("channel closed inside a frame header") from exc
+        return None
+    kind, meta_len, payload_len = HEADER.unpack(head)
+    if meta_len > MAX_META or payload_len > MAX_PAYLOAD:
+        raise ProtocolError(f"frame too large: meta {meta_len}, payload {payload_len}")
+    try:
+        body = await reader.readexactly(meta_len + payload_len)
+        frame_kind = Kind(kind)
+        meta = json.loads(body[:meta_len]) if meta_len else {}
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError("channel closed inside a frame") from exc
+    except ValueError as exc:
+        raise ProtocolError(f"bad frame: {exc}") from exc
+    return Frame(frame_kind, meta, body[meta_len:])

@@ -1,0 +1,133 @@
+"""Invoke: ``POST /2015-03-31/functions/{FunctionName}/invocations``.
+
+Edge checks, in AWS's order: the function exists (404) and is Active (409); the
+invocation type and log type are known values; the payload is at most 6 MB (413) and is
+JSON (400); the client context is base64 JSON. ``Event`` is not served yet and says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ember.api.functions import FunctionsApi
+from ember.api.http import REQUEST_ID
+from ember.control.registry import FunctionRegistry
+from ember.errors import (
+    InvalidParameterValueException,
+    InvalidRequestContentException,
+    RequestEntityTooLargeException,
+    ResourceConflictException,
+    ValidationException,
+)
+from ember.invocation.invoker import InvocationRequest, Invoker
+from ember.model.functions import State
+
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6291456 bytes
+CLIENT_CONTEXT_LIMIT = 3583
+INVOCATION_TYPES = ("Event", "RequestResponse", "DryRun")
+LOG_TYPES = ("None", "Tail")
+
+
+class InvokeApi:
+    """Scope: one per server."""
+
+    def __init__(
+        self, functions: FunctionsApi, registry: FunctionRegistry, invoker: Invoker
+    ) -> None:
+        self._functions = functions
+        self._registry = registry
+        self._invoker = invoker
+
+    async def invoke(self, request: Request, body: bytes) -> Response:
+        name, qualifier = self._functions.resolve(request)
+        record = self._registry.get(name, qualifier)
+        headers = request.headers
+        invocation_type = _enum(
+            headers.get("x-amz-invocation-type", "RequestResponse"),
+            "invocationType",
+            INVOCATION_TYPES,
+        )
+        tail = _enum(headers.get("x-amz-log-type", "None"), "logType", LOG_TYPES) == "Tail"
+        if record.state is not State.ACTIVE:
+            raise ResourceConflictException(
+                "The operation cannot be performed at this time. The function is currently "
+                f"in the following state: {record.state}"
+            )
+        if len(body) > SYNC_PAYLOAD_LIMIT:
+            raise RequestEntityTooLargeException(
+                f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes "
+                "for the InvokeFunction operation"
+            )
+        payload = _json_payload(body)
+        client_context = _client_context(headers.get("x-amz-client-context"))
+        if invocation_type == "DryRun":
+            return Response(status_code=204)
+        if invocation_type == "Event":
+            raise InvalidParameterValueException(
+                "InvocationType Event (asynchronous invocation) is not available in this "
+                "version of Ember yet; use RequestResponse."
+            )
+        result = await self._invoker.invoke(
+            record,
+            InvocationRequest(
+                payload=payload,
+                invoked_arn=self._registry.arn(name, qualifier),
+                client_context=client_context,
+                tail=tail,
+                tenant_id=headers.get("x-amz-tenant-id"),
+            ),
+        )
+        response = Response(result.payload, 200, media_type=result.content_type)
+        response.headers[REQUEST_ID] = result.request_id
+        response.headers["X-Amz-Executed-Version"] = result.executed_version
+        if result.function_error:
+            response.headers["X-Amz-Function-Error"] = result.function_error
+        if result.log_result is not None:
+            response.headers["X-Amz-Log-Result"] = result.log_result
+        return response
+
+
+def _enum(value: str, field: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValidationException(
+            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]"
+        )
+    return value
+
+
+def _json_payload(body: bytes) -> bytes:
+    if not body:
+        return b"{}"
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        raise InvalidRequestContentException(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from exc
+    return body
+
+
+def _client_context(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > CLIENT_CONTEXT_LIMIT:
+        raise InvalidParameterValueException(
+            f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes."
+        )
+    invalid = InvalidParameterValueException(
+        "Client context must be a valid Base64-encoded JSON object."
+    )
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+        decoded = json.loads(text)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise invalid from exc
+    if not isinstance(decoded, dict):
+        raise invalid
+    return text

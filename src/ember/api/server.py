@@ -1,0 +1,137 @@
+"""The ASGI application: every route of the Lambda API that Ember serves, in one table.
+
+Routes match botocore's request URIs (lambda-spec.md §5.3); a path botocore writes with a
+trailing slash is matched with and without it. Anything else is an AWS-shaped 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ember.api.functions import FunctionsApi
+from ember.api.http import Authenticator, Handler, error_response, json_response, operation
+from ember.api.invoke import InvokeApi
+from ember.control.registry import FunctionRegistry
+from ember.errors import EmberError, UnknownOperationException
+from ember.observe.logs import LogWriter
+from ember.store.base import Store
+
+ACCOUNT_CONCURRENCY = 1000
+CODE_STORAGE_LIMIT = 80530636800
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    auth: Authenticator
+    registry: FunctionRegistry
+    functions: FunctionsApi
+    invoke: InvokeApi
+    store: Store
+    logs: LogWriter
+
+
+def build_app(services: Services) -> Starlette:
+    def op(handler: Handler) -> Any:
+        return operation(handler, services.auth)
+
+    functions, invoke = services.functions, services.invoke
+    fn = "/2015-03-31/functions/{name}"
+    routes = [
+        Route("/2015-03-31/functions", op(functions.create), methods=["POST"]),
+        Route("/2015-03-31/functions/", op(functions.create), methods=["POST"]),
+        Route("/2015-03-31/functions", op(functions.list), methods=["GET"]),
+        Route("/2015-03-31/functions/", op(functions.list), methods=["GET"]),
+        Route(fn, op(functions.get), methods=["GET"]),
+        Route(fn, op(functions.delete), methods=["DELETE"]),
+        Route(fn + "/code", op(functions.update_code), methods=["PUT"]),
+        Route(fn + "/configuration", op(functions.get_configuration), methods=["GET"]),
+        Route(fn + "/configuration", op(functions.update_configuration), methods=["PUT"]),
+        Route(fn + "/invocations", op(invoke.invoke), methods=["POST"]),
+        Route("/2016-08-19/account-settings", op(_account_settings(services)), methods=["GET"]),
+        Route("/2016-08-19/account-settings/", op(_account_settings(services)), methods=["GET"]),
+        Route("/ember/logs", op(_read_logs(services)), methods=["GET"]),
+        Route("/ember/code/{sha:str}.zip", _unsigned(functions.download_code), methods=["GET"]),
+        Route("/health", _health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_exception_handler(404, _not_found)
+    app.add_exception_handler(405, _not_found)
+    return app
+
+
+def _account_settings(services: Services) -> Handler:
+    async def handler(_request: Request, _body: bytes) -> Response:
+        records = services.registry.list()
+        return json_response(
+            {
+                "AccountLimit": {
+                    "TotalCodeSize": CODE_STORAGE_LIMIT,
+                    "CodeSizeUnzipped": 262144000,
+                    "CodeSizeZipped": 52428800,
+                    "ConcurrentExecutions": ACCOUNT_CONCURRENCY,
+                    "UnreservedConcurrentExecutions": ACCOUNT_CONCURRENCY,
+                },
+                "AccountUsage": {
+                    "TotalCodeSize": sum(r.code.size for r in records),
+                    "FunctionCount": len(records),
+                },
+            }
+        )
+
+    return handler
+
+
+def _read_logs(services: Services) -> Handler:
+    """Ember's own log read API (for ``ember logs``): events of a group after a sequence."""
+
+    async def handler(request: Request, _body: bytes) -> Response:
+        query = request.query_params
+        await services.logs.flush()
+        events = await services.store.read_logs(
+            query.get("group", ""),
+            stream=query.get("stream"),
+            after_seq=int(query.get("after", "0") or 0),
+            limit=min(int(query.get("limit", "1000") or 1000), 10000),
+        )
+        return json_response(
+            {
+                "events": [
+                    {
+                        "seq": e.seq,
+                        "stream": e.stream,
+                        "timestamp": e.timestamp_ms,
+                        "message": e.message,
+                    }
+                    for e in events
+                ]
+            }
+        )
+
+    return handler
+
+
+def _unsigned(handler: Any) -> Any:
+    async def endpoint(request: Request) -> Response:
+        try:
+            response: Response = await handler(request)
+        except EmberError as error:
+            return error_response(error)
+        return response
+
+    return endpoint
+
+
+async def _health(_request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    return error_response(
+        UnknownOperationException(f"No operation at {request.method} {request.url.path}")
+    )

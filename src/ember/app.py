@@ -1,0 +1,156 @@
+"""The composition root: builds every service once from ``Settings`` and wires them.
+
+Nothing else constructs services or picks concrete backends; there are no module-level
+singletons. ``Ember.open`` builds and starts everything, ``Ember.close`` stops it in
+reverse order (environments first, then the registry, the log writer, the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import contextlib
+import logging
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from ember.api.functions import FunctionsApi
+from ember.api.http import Authenticator
+from ember.api.invoke import InvokeApi
+from ember.api.server import Services, build_app
+from ember.clock import Clock, SystemClock
+from ember.control.code import extract_zip
+from ember.control.registry import FunctionRegistry
+from ember.invocation.invoker import Invoker
+from ember.invocation.launch import Launcher
+from ember.invocation.placement import Placement
+from ember.observe.logs import LogWriter
+from ember.runtimes.catalogue import RuntimeCatalogue
+from ember.sandbox.base import SandboxBackend
+from ember.sandbox.registry import create_backend
+from ember.settings import Settings
+from ember.store.blobs import BlobStore
+from ember.store.sqlite import SqliteStore
+
+log = logging.getLogger("ember")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    generated: bool = False
+
+
+@dataclass
+class Ember:
+    settings: Settings
+    credentials: Credentials
+    store: SqliteStore
+    backend: SandboxBackend
+    logs: LogWriter
+    registry: FunctionRegistry
+    placement: Placement
+    invoker: Invoker
+    app: Starlette
+    _reaper: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, clock: Clock | None = None) -> Ember:
+        clock = clock or SystemClock()
+        data = settings.data_dir.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        credentials = load_credentials(settings, data / "credentials")
+        store = await SqliteStore.open(data / "ember.db")
+        blobs = BlobStore(data / "blobs", extract_zip)
+        backend = create_backend(settings)
+        catalogue = RuntimeCatalogue.discover(settings.python_interpreters)
+        logs = LogWriter(store, clock)
+        launcher = Launcher(
+            backend, blobs, catalogue, logs, clock, settings.region, settings.account_id
+        )
+        # the lambda defers the lookup: the invoker is built right below, with this placement
+        placement = Placement(
+            lambda r: invoker.start_environment(r),  # noqa: PLW0108
+            clock,
+            settings.keep_alive_s,
+        )
+        invoker = Invoker(launcher, placement, clock, settings.init_timeout_s)
+        registry = FunctionRegistry(
+            store,
+            blobs,
+            clock,
+            settings.region,
+            settings.account_id,
+            runtimes=catalogue.identifiers,
+            on_change=placement.retire,
+        )
+        auth = Authenticator(
+            {credentials.access_key_id: credentials.secret_access_key},
+            clock,
+            enabled=settings.auth_enabled,
+        )
+        functions = FunctionsApi(
+            registry, blobs, secrets.token_bytes(32), settings.region, settings.account_id
+        )
+        services = Services(
+            auth, registry, functions, InvokeApi(functions, registry, invoker), store, logs
+        )
+        ember = cls(
+            settings,
+            credentials,
+            store,
+            backend,
+            logs,
+            registry,
+            placement,
+            invoker,
+            build_app(services),
+        )
+        await ember._start()
+        return ember
+
+    async def _start(self) -> None:
+        await self.registry.load()
+        self.logs.start()
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reap_interval_s)
+            self.placement.reap()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self.placement.close()
+        await self.registry.close()
+        await self.logs.close()
+        await self.backend.close()
+        await self.store.close()
+
+
+def load_credentials(settings: Settings, path: Path) -> Credentials:
+    """Admin credentials: from settings, else ``<data>/credentials``, else new ones (0600)."""
+    if settings.access_key_id and settings.secret_access_key:
+        return Credentials(settings.access_key_id, settings.secret_access_key)
+    parser = configparser.ConfigParser()
+    if path.exists():
+        parser.read(path)
+        section = parser["ember"]
+        return Credentials(section["aws_access_key_id"], section["aws_secret_access_key"])
+    alphabet = string.ascii_uppercase + string.digits
+    key_id = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    secret = secrets.token_urlsafe(30)[:40]
+    parser["ember"] = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        parser.write(handle)
+    return Credentials(key_id, secret, generated=True)

@@ -1,0 +1,1 @@
+"""The ``ember`` command. ``serve`` starts the server; every other command is an HTTP client."""

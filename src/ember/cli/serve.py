@@ -1,0 +1,79 @@
+"""``ember serve``: build the platform (``ember.app``) and serve it with uvicorn.
+
+SIGINT/SIGTERM stop uvicorn gracefully; then every environment is stopped and the store
+closed before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+import uvloop
+
+from ember.app import Ember
+from ember.settings import Settings
+
+log = logging.getLogger("ember")
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir),
+        auth_enabled=not args.no_auth,
+        sandbox_backend=args.sandbox,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvloop.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    listener = socket.create_server((settings.host, settings.port), backlog=1024)
+    ember = await Ember.open(settings)
+    try:
+        _announce(ember, listener.getsockname()[1])
+        config = uvicorn.Config(
+            ember.app,
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+        )
+        await uvicorn.Server(config).serve(sockets=[listener])
+    finally:
+        await ember.close()
+        listener.close()
+        log.info("stopped")
+
+
+def _announce(ember: Ember, port: int) -> None:
+    settings = ember.settings
+    if ember.backend.name == "process":
+        log.warning("!" * 78)
+        log.warning(ember.backend.describe())
+        log.warning("!" * 78)
+    else:
+        log.info("isolation: %s", ember.backend.describe())
+    if not settings.auth_enabled:
+        log.warning("authentication is OFF (--no-auth): any local process can use this API")
+    credentials = ember.credentials
+    if credentials.generated:
+        path = settings.data_dir.resolve() / "credentials"
+        print(
+            f"Generated admin credentials in {path} (shown once):\n"
+            f"  aws configure set aws_access_key_id {credentials.access_key_id}\n"
+            f"  aws configure set aws_secret_access_key {credentials.secret_access_key}\n"
+            f"  aws configure set region {settings.region}",
+            file=sys.stderr,
+            flush=True,
+        )
+    url = f"http://{settings.host}:{port}"
+    log.info("Ember listening on %s (data in %s)", url, settings.data_dir)

@@ -1,0 +1,1 @@
+"""The data plane: invoker, placement, execution environments (sync invoke for now)."""

@@ -1,0 +1,213 @@
+"""One execution environment: a sandbox running one function version's runtime.
+
+States and the only allowed edges (the table ``ALLOWED`` is the source of truth)::
+
+    STARTING ──init ok──▶ READY ◀──done── BUSY
+        │                   │  └──invoke──▶ │
+        └──────────────▶  DEAD  ◀───────────┘   (init error, timeout, crash, stop)
+
+Scope: one per sandbox. Invariants: at most one invoke at a time (BUSY); once DEAD the
+sandbox is killed and never used again; every frame from the agent is read by one pump
+task, which is the only code that resolves the pending init or invoke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+from dataclasses import dataclass, replace
+
+from ember.agent.protocol import (
+    Frame,
+    InvokeMeta,
+    Kind,
+    ProtocolError,
+    StartMeta,
+    encode,
+    read_frame,
+)
+from ember.clock import Clock
+from ember.invocation.envlog import EnvironmentLog
+from ember.sandbox.base import Sandbox
+
+
+class EnvState(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+ALLOWED = {
+    EnvState.STARTING: {EnvState.READY, EnvState.DEAD},
+    EnvState.READY: {EnvState.BUSY, EnvState.DEAD},
+    EnvState.BUSY: {EnvState.READY, EnvState.DEAD},
+    EnvState.DEAD: set(),
+}
+
+
+class Status(enum.StrEnum):
+    """How an init or invoke ended."""
+
+    OK = "ok"  # runtime responded
+    ERROR = "error"  # runtime reported an error (function error)
+    INIT_ERROR = "init_error"  # runtime reported /init/error
+    TIMEOUT = "timeout"  # deadline passed; the environment was killed
+    EXIT = "exit"  # runtime process ended (or the sandbox broke)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    payload: bytes = b""
+    content_type: str = "application/json"
+    error_type: str | None = None
+    duration_ms: float = 0.0
+    memory_peak_kb: int = 0
+    exit_status: int | None = None
+    exit_signal: int | None = None
+
+
+class ExecutionEnvironment:
+    """Drives one sandbox's agent over its channel. See the module docstring."""
+
+    def __init__(self, sandbox: Sandbox, clock: Clock, log: EnvironmentLog) -> None:
+        self.sandbox = sandbox
+        self.log = log
+        self.state = EnvState.STARTING
+        self.idle_since = clock.monotonic()
+        self.init_ms: float | None = None
+        self._clock = clock
+        self._pending: asyncio.Future[Outcome] | None = None
+        self._pending_id: str | None = None  # request id of the invoke in flight
+        self._started_at = 0.0
+        self._pump = asyncio.get_running_loop().create_task(self._read_frames())
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not EnvState.DEAD
+
+    def transition(self, to: EnvState) -> None:
+        if to not in ALLOWED[self.state]:
+            raise RuntimeError(f"environment cannot go from {self.state} to {to}")
+        self.state = to
+
+    async def initialize(self, start: StartMeta, timeout_s: float) -> Outcome:
+        """Start the runtime and wait for its first ``/next`` (or its failure)."""
+        outcome = await self._exchange(encode(Kind.START, dict(start)), None, timeout_s)
+        if outcome.status is Status.OK:
+            self.init_ms = outcome.duration_ms
+            self.transition(EnvState.READY)
+        else:
+            await self.stop()
+        return outcome
+
+    async def invoke(self, meta: InvokeMeta, payload: bytes, timeout_s: float) -> Outcome:
+        """Run one invocation. The environment is READY again after OK/ERROR, else DEAD."""
+        self.transition(EnvState.BUSY)
+        outcome = await self._exchange(
+            encode(Kind.INVOKE, dict(meta), payload), meta["id"], timeout_s
+        )
+        if outcome.status in (Status.OK, Status.ERROR):
+            self.transition(EnvState.READY)
+            self.idle_since = self._clock.monotonic()
+        else:
+            await self.stop()
+        return outcome
+
+    async def stop(self) -> None:
+        """Kill the sandbox (idempotent); any pending exchange ends as EXIT."""
+        if self.state is not EnvState.DEAD:
+            self.state = EnvState.DEAD
+        self._resolve(Outcome(Status.EXIT))
+        await self.sandbox.kill()
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+
+    async def _exchange(
+        self, frame: list[bytes], request_id: str | None, timeout_s: float
+    ) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending, self._pending_id = future, request_id
+        self._started_at = self._clock.monotonic()
+        timer = self._clock.call_later(timeout_s, lambda: self._resolve(Outcome(Status.TIMEOUT)))
+        try:
+            self.sandbox.writer.writelines(frame)
+            outcome = await future
+        except ConnectionError:
+            outcome = Outcome(Status.EXIT)
+        finally:
+            timer.cancel()
+            self._pending = self._pending_id = None
+        elapsed = (self._clock.monotonic() - self._started_at) * 1000
+        if outcome.status is Status.OK and request_id is None:
+            elapsed = outcome.duration_ms or elapsed  # the agent measures init precisely
+        return _with_duration(outcome, elapsed)
+
+    def _resolve(self, outcome: Outcome) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_result(outcome)
+
+    async def _read_frames(self) -> None:
+        try:
+            while (frame := await read_frame(self.sandbox.reader)) is not None:
+                self._dispatch(frame)
+        except (ProtocolError, ConnectionError):
+            pass
+        self.state = EnvState.DEAD
+        self._resolve(Outcome(Status.EXIT))
+
+    def _dispatch(self, frame: Frame) -> None:
+        kind, meta = frame.kind, frame.meta
+        if kind is Kind.LOG:
+            self.log.output(frame.payload)
+        elif kind is Kind.INIT_DONE:
+            self._resolve(Outcome(Status.OK, duration_ms=float(meta.get("init_ms", 0.0))))
+        elif kind is Kind.INIT_ERROR:
+            error_type = str(meta.get("error_type") or "Runtime.Unknown")
+            self._resolve(Outcome(Status.INIT_ERROR, frame.payload, error_type=error_type))
+        elif kind in (Kind.RESPONSE, Kind.ERROR) and meta.get("id") == self._pending_id:
+            self._resolve(_response_outcome(frame))
+        elif kind is Kind.EXIT:
+            self.state = EnvState.DEAD
+            status, signal = meta.get("status"), meta.get("signal")
+            self._resolve(Outcome(Status.EXIT, exit_status=status, exit_signal=signal))
+
+
+def _response_outcome(frame: Frame) -> Outcome:
+    meta = frame.meta
+    ok = frame.kind is Kind.RESPONSE
+    return Outcome(
+        Status.OK if ok else Status.ERROR,
+        frame.payload,
+        content_type=str(meta.get("content_type") or "application/json"),
+        error_type=None if ok else str(meta.get("error_type") or "Unhandled"),
+        memory_peak_kb=int(meta.get("memory_peak_kb") or 0),
+    )
+
+
+def _with_duration(outcome: Outcome, duration_ms: float) -> Outcome:
+    return replace(outcome, duration_ms=duration_ms)
+
+
+# Go's names for signals, as RAPID prints them ("signal: killed").
+SIGNAL_NAMES = {6: "aborted", 9: "killed", 11: "segmentation fault", 15: "terminated"}
+
+
+def exit_message(outcome: Outcome) -> str:
+    """RAPID's wording for a runtime that ended (``Runtime.ExitError``)."""
+    if outcome.exit_signal:
+        name = SIGNAL_NAMES.get(outcome.exit_signal, str(outcome.exit_signal))
+        return f"Runtime exited with error: signal: {name}"
+    if outcome.exit_status:
+        return f"Runtime exited with error: exit status {outcome.exit_status}"
+    return "Runtime exited without providing a reason"
+
+
+def platform_error(error_type: str, request_id: str, message: str) -> bytes:
+    """RAPID's body for platform-generated errors."""
+    body = {"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {message}"}
+    return json.dumps(body).encode()

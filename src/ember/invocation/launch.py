@@ -1,0 +1,135 @@
+"""Starting an environment for a function: its sandbox spec, its runtime, its variables.
+
+The runtime's environment follows Lambda's (lambda-spec.md §4.1): unreserved defaults,
+then the function's own variables on top of those, then the reserved variables, which
+the function cannot override. Nothing of the server's own environment is passed on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+from ember.agent.protocol import StartMeta
+from ember.clock import Clock
+from ember.errors import ServiceException
+from ember.invocation.environment import ExecutionEnvironment
+from ember.invocation.envlog import EnvironmentLog
+from ember.model.arns import function_arn
+from ember.model.functions import FunctionRecord
+from ember.observe.lines import log_stream_name
+from ember.observe.logs import LogWriter
+from ember.runtimes.catalogue import Runtime, RuntimeCatalogue
+from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
+from ember.store.blobs import BlobStore
+
+UNRESERVED_DEFAULTS = {
+    "LANG": "en_US.UTF-8",
+    "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+    "LD_LIBRARY_PATH": (
+        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:"
+        "/var/task:/var/task/lib:/opt/lib"
+    ),
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+}
+
+
+def log_group(record: FunctionRecord) -> str:
+    return record.config.logging.log_group or f"/aws/lambda/{record.name}"
+
+
+class Launcher:
+    """Starts (not yet initialised) environments. Scope: one per server."""
+
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        blobs: BlobStore,
+        catalogue: RuntimeCatalogue,
+        writer: LogWriter,
+        clock: Clock,
+        region: str,
+        account_id: str,
+    ) -> None:
+        self._backend = backend
+        self._blobs = blobs
+        self._catalogue = catalogue
+        self._writer = writer
+        self._clock = clock
+        self._region = region
+        self._account = account_id
+
+    def runtime(self, record: FunctionRecord) -> Runtime:
+        runtime = self._catalogue.get(record.config.runtime)
+        if runtime is None:
+            raise ServiceException(f"runtime {record.config.runtime} is not installed")
+        return runtime
+
+    async def launch(self, record: FunctionRecord) -> tuple[ExecutionEnvironment, StartMeta]:
+        runtime = self.runtime(record)
+        code_dir = await self._blobs.unpacked(record.code.sha256_hex)
+        config = record.config
+        spec = SandboxSpec(code_dir, None, config.memory_size, config.ephemeral_storage)
+        sandbox = await self._backend.start(spec)
+        stream = log_stream_name(record.version, self._clock.wall())
+        log = EnvironmentLog(self._writer, log_group(record), stream)
+        environment = ExecutionEnvironment(sandbox, self._clock, log)
+        start = StartMeta(
+            argv=runtime.argv(sandbox.task_root, sandbox.opt_root),
+            cwd=sandbox.task_root,
+            env=self.runtime_environment(record, runtime, sandbox, log),
+            runtime_api=sandbox.runtime_api_bind,
+        )
+        return environment, start
+
+    def runtime_environment(
+        self, record: FunctionRecord, runtime: Runtime, sandbox: Sandbox, log: EnvironmentLog
+    ) -> dict[str, str]:
+        config = record.config
+        env = dict(UNRESERVED_DEFAULTS)
+        env.update(config.environment)
+        key_id, secret = _execution_credentials()
+        env.update(
+            {
+                "_HANDLER": config.handler,
+                "AWS_REGION": self._region,
+                "AWS_DEFAULT_REGION": self._region,
+                "AWS_LAMBDA_FUNCTION_NAME": record.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
+                "AWS_LAMBDA_FUNCTION_VERSION": record.version,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_LOG_GROUP_NAME": log.group,
+                "AWS_LAMBDA_LOG_STREAM_NAME": log.stream,
+                "AWS_ACCESS_KEY_ID": key_id,
+                "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "LAMBDA_TASK_ROOT": sandbox.task_root,
+                "LAMBDA_RUNTIME_DIR": "/var/runtime",
+                "TZ": ":UTC",
+            }
+        )
+        if runtime.execution_env:
+            env["AWS_EXECUTION_ENV"] = runtime.execution_env
+        if config.logging.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+            if config.logging.application_log_level:
+                env["AWS_LAMBDA_LOG_LEVEL"] = config.logging.application_log_level
+        return env
+
+    def function_arn(self, name: str, qualifier: str | None = None) -> str:
+        return function_arn(self._region, self._account, name, qualifier)
+
+    def runtime_version_arn(self, runtime: Runtime) -> str:
+        return f"arn:aws:lambda:{self._region}::runtime:{_runtime_id(runtime)}"
+
+
+def _runtime_id(runtime: Runtime) -> str:
+    return hashlib.sha256(runtime.version_label.encode()).hexdigest()
+
+
+def _execution_credentials() -> tuple[str, str]:
+    """Per-environment placeholder role credentials: never the admin's."""
+    alphabet = string.ascii_uppercase + string.digits
+    key_id = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    return key_id, secrets.token_urlsafe(30)

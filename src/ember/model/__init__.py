@@ -1,0 +1,1 @@
+"""Pure data: function configurations, code identities, invocation records. No I/O."""

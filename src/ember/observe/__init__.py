@@ -1,0 +1,1 @@
+"""Observability: function and platform log lines, the log writer (metrics come later)."""

@@ -1,0 +1,1 @@
+"""Built-in runtime clients (stdlib only, run inside sandboxes) and the runtime catalogue."""

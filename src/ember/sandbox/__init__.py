@@ -1,0 +1,1 @@
+"""The sandbox seam: backends that start isolated environments running the agent."""

@@ -1,0 +1,101 @@
+"""The sandbox seam: the one plug-in point between the data plane and isolation.
+
+A backend starts an isolated environment from a ``SandboxSpec`` and hands back a
+``Sandbox``: the framed channel to the agent running inside it (``ember.agent.protocol``),
+the paths the runtime will see, ``kill()`` and resource readings. A backend knows nothing
+of functions, leases or invocations.
+
+Invariants every backend keeps (checked by ``ember.sandbox.conformance``):
+- the agent is started with an environment built from scratch (nothing of the server's);
+- ``kill()`` is idempotent, and once it returns no process of the sandbox is left;
+- ``wait_closed()`` returns once the sandbox is gone, however it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class NetworkPolicy(enum.StrEnum):
+    NONE = "none"  # the sandbox's own loopback only
+    OUTBOUND = "outbound"  # plus outbound traffic through a user-mode stack
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    code_dir: Path  # unpacked function code; the runtime sees it read-only as its task root
+    opt_dir: Path | None  # merged layers, seen at /opt
+    memory_mb: int
+    tmp_mb: int  # size of /tmp (EphemeralStorage)
+    network: NetworkPolicy = NetworkPolicy.NONE
+    read_only_paths: tuple[Path, ...] = ()  # host paths the runtime needs (interpreters)
+
+
+class Sandbox(Protocol):
+    """One started environment. Scope: one execution environment, used by one task."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def reader(self) -> asyncio.StreamReader:
+        """Frames from the agent."""
+        ...
+
+    @property
+    def writer(self) -> asyncio.StreamWriter:
+        """Frames to the agent."""
+        ...
+
+    @property
+    def task_root(self) -> str:
+        """The function code's path as the runtime sees it (``/var/task`` when isolated)."""
+        ...
+
+    @property
+    def opt_root(self) -> str:
+        """The layers' path as the runtime sees it (``/opt`` when isolated)."""
+        ...
+
+    @property
+    def runtime_api_bind(self) -> str:
+        """Where the agent binds the Runtime API (``127.0.0.1:9001`` in its own netns)."""
+        ...
+
+    def memory_peak_bytes(self) -> int | None:
+        """Peak memory of the sandbox if the backend measures it (cgroup), else None."""
+        ...
+
+    def oom_killed(self) -> bool:
+        """Whether the memory limit killed something in the sandbox."""
+        ...
+
+    async def kill(self) -> None:
+        """Stop everything in the sandbox now. Idempotent."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Return once every process of the sandbox is gone."""
+        ...
+
+
+class SandboxBackend(Protocol):
+    """Starts sandboxes. Scope: one per server process."""
+
+    name: str
+
+    def describe(self) -> str:
+        """One line on the isolation this backend gives, for the startup log."""
+        ...
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        """Start a sandbox with its agent running; raises ``SandboxError``."""
+        ...
+
+    async def close(self) -> None:
+        """Release backend-wide resources (after every sandbox was killed)."""
+        ...

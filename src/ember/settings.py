@@ -1,0 +1,75 @@
+"""Frozen settings, parsed once from the command line and the environment.
+
+Only the composition root (``app.py``) and the CLI build a ``Settings``; nothing below
+them reads ``os.environ``. Every field has an embedded default, so ``ember serve`` needs
+no configuration file.
+
+Environment variables (all optional):
+
+    EMBER_ACCESS_KEY_ID / EMBER_SECRET_ACCESS_KEY   admin credentials for SigV4
+    EMBER_REGION, EMBER_ACCOUNT_ID                  identity used in ARNs
+    EMBER_SANDBOX                                   sandbox backend name
+    EMBER_KEEP_ALIVE_SECONDS                        idle environment lifetime
+    EMBER_PYTHON_INTERPRETERS                       "python3.12=/path/python3.12,..."
+    EMBER_AGENT_PYTHON                              interpreter that runs the in-sandbox agent
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    data_dir: Path = Path(".ember")
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    auth_enabled: bool = True
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    sandbox_backend: str = "process"
+    keep_alive_s: float = 300.0  # an idle environment is stopped after this long
+    reap_interval_s: float = 5.0  # how often idle environments are looked at
+    init_timeout_s: float = 10.0  # Lambda's on-demand init limit
+    shutdown_grace_s: float = 2.0
+    # runtime identifier => interpreter path; empty = discover on this machine
+    python_interpreters: Mapping[str, str] = field(default_factory=dict)
+    agent_python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``EMBER_*`` variables, then explicit overrides (CLI flags) on top."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if "EMBER_ACCESS_KEY_ID" in env:
+            values["access_key_id"] = env["EMBER_ACCESS_KEY_ID"]
+        if "EMBER_SECRET_ACCESS_KEY" in env:
+            values["secret_access_key"] = env["EMBER_SECRET_ACCESS_KEY"]
+        for key, name in (("EMBER_REGION", "region"), ("EMBER_ACCOUNT_ID", "account_id")):
+            if key in env:
+                values[name] = env[key]
+        if "EMBER_SANDBOX" in env:
+            values["sandbox_backend"] = env["EMBER_SANDBOX"]
+        if "EMBER_KEEP_ALIVE_SECONDS" in env:
+            values["keep_alive_s"] = float(env["EMBER_KEEP_ALIVE_SECONDS"])
+        if "EMBER_AGENT_PYTHON" in env:
+            values["agent_python"] = env["EMBER_AGENT_PYTHON"]
+        if env.get("EMBER_PYTHON_INTERPRETERS"):
+            values["python_interpreters"] = _parse_pairs(env["EMBER_PYTHON_INTERPRETERS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]  # keys are field names by construction
+
+
+def _parse_pairs(text: str) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {key.strip(): value.strip() for key, value in pairs}

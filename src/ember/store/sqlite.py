@@ -1,0 +1,110 @@
+"""The embedded store: one SQLite database in WAL mode, driven through aiosqlite.
+
+aiosqlite runs every statement on its own worker thread, so nothing here blocks the
+event loop. WAL with ``synchronous=NORMAL`` survives a kill of the server process (a
+committed transaction is in the WAL before ``commit`` returns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiosqlite
+
+from ember.model.functions import FunctionRecord
+from ember.store.base import LogEvent
+from ember.store.codec import dump_record, load_record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS functions (
+    name TEXT PRIMARY KEY,
+    revision TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_events_by_group ON log_events (log_group, seq);
+"""
+
+
+class SqliteStore:
+    """Scope: one per server process; owns one connection.
+
+    Invariant: ``functions.revision`` always equals the stored record's ``revision_id``.
+    """
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path)
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        await connection.executescript(SCHEMA)
+        await connection.commit()
+        return cls(connection)
+
+    async def create_function(self, record: FunctionRecord) -> bool:
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO functions (name, revision, record) VALUES (?, ?, ?)",
+            (record.name, record.revision_id, dump_record(record)),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def replace_function(self, record: FunctionRecord, expected_revision: str) -> bool:
+        cursor = await self._db.execute(
+            "UPDATE functions SET revision = ?, record = ? WHERE name = ? AND revision = ?",
+            (record.revision_id, dump_record(record), record.name, expected_revision),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def get_function(self, name: str) -> FunctionRecord | None:
+        async with self._db.execute(
+            "SELECT record FROM functions WHERE name = ?", (name,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return load_record(row[0]) if row else None
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        async with self._db.execute("SELECT record FROM functions ORDER BY name") as cursor:
+            rows = await cursor.fetchall()
+        return [load_record(row[0]) for row in rows]
+
+    async def delete_function(self, name: str) -> bool:
+        cursor = await self._db.execute("DELETE FROM functions WHERE name = ?", (name,))
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def append_logs(self, events: Sequence[LogEvent]) -> None:
+        await self._db.executemany(
+            "INSERT INTO log_events (log_group, log_stream, ts, message) VALUES (?, ?, ?, ?)",
+            [(e.group, e.stream, e.timestamp_ms, e.message) for e in events],
+        )
+        await self._db.commit()
+
+    async def read_logs(
+        self, group: str, *, stream: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[LogEvent]:
+        query = "SELECT seq, log_stream, ts, message FROM log_events WHERE log_group = ?"
+        params: list[object] = [group]
+        if stream is not None:
+            query += " AND log_stream = ?"
+            params.append(stream)
+        query += " AND seq > ? ORDER BY seq LIMIT ?"
+        params += [after_seq, limit]
+        async with self._db.execute(query, params) as cursor:
+            rows = await cursor.fetchall()
+        return [LogEvent(group, row[1], row[2], row[3], seq=row[0]) for row in rows]
+
+    async def close(self) -> None:
+        await self._db.close()

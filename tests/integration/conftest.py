@@ -1,0 +1,105 @@
+"""A real ``ember serve`` per test module, driven with boto3 over loopback."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ACCESS_KEY = "AKIAEMBERTESTADMIN01"
+SECRET_KEY = "ember-test-secret-key-0123456789abcdefgh"
+READY = re.compile(r"Ember listening on (http://\S+)")
+
+
+@dataclass
+class EmberServer:
+    """One running server process and where it keeps its data."""
+
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    output: list[str] = field(default_factory=list)
+
+    def client(self, service: str = "lambda", **config: Any) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=Config(retries={"max_attempts": 1}, read_timeout=120, **config),
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> EmberServer:
+    """Start ``ember serve`` on a free port and wait for its readiness line."""
+    environment = {
+        **os.environ,
+        "EMBER_ACCESS_KEY_ID": ACCESS_KEY,
+        "EMBER_SECRET_ACCESS_KEY": SECRET_KEY,
+        "EMBER_KEEP_ALIVE_SECONDS": "600",
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ember.cli.main",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            output.append(line)
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        line = lines.get(timeout=60)
+        if not line:
+            raise RuntimeError("ember serve exited early:\n" + "".join(output))
+        if match := READY.search(line):
+            return EmberServer(process, match.group(1), data_dir, output)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServer]:
+    running = start_server(tmp_path_factory.mktemp("ember-data"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def lambda_client(server: EmberServer) -> Any:
+    return server.client()

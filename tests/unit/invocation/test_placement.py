@@ -1,0 +1,71 @@
+"""Placement: reuse, separation under concurrency, keep-alive reaping, retirement."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from ember.agent.protocol import Frame, Kind
+from ember.invocation.environment import EnvState
+from ember.invocation.invoker import InvocationRequest
+from ember.testing import echo_agent
+from tests.unit.invocation.conftest import Plane
+
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
+
+
+async def test_concurrent_invocations_never_share(plane: Plane) -> None:
+    both_running = asyncio.Event()
+    waiting: list[Frame] = []
+
+    def gated(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        if frame.kind is Kind.START:
+            return [(Kind.INIT_DONE, {"init_ms": 1.0}, b"")]
+        waiting.append(frame)
+        if len(waiting) == 2:
+            both_running.set()
+        return echo_agent(frame)
+
+    plane.backend.script = gated
+    results = await asyncio.gather(
+        *(plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN)) for _ in range(2))
+    )
+    assert both_running.is_set()
+    assert all(r.function_error is None for r in results)
+    assert len(plane.backend.started) == 2
+    assert plane.placement.statistics().idle == 2
+
+
+async def test_an_environment_never_initialised_is_not_reused(plane: Plane) -> None:
+    async with plane.placement.environment(plane.record) as env:
+        assert env.state is EnvState.STARTING
+    assert plane.placement.statistics().idle == 0
+
+
+async def test_idle_environments_are_reaped_after_keep_alive(plane: Plane) -> None:
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    plane.clock.advance(59)
+    assert plane.placement.reap() == 0
+    plane.clock.advance(1)
+    assert plane.placement.reap() == 1
+    await plane.placement.close()
+    assert plane.backend.started[0].killed
+
+
+async def test_a_changed_function_does_not_reuse_old_environments(plane: Plane) -> None:
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    changed = replace(plane.record, last_modified=2.0)
+    await plane.invoker.invoke(changed, InvocationRequest(b"{}", ARN))
+    assert len(plane.backend.started) == 2
+    plane.placement.retire("fn")
+    await plane.placement.close()
+    assert all(s.killed for s in plane.backend.started)
+
+
+async def test_a_dead_environment_is_not_returned_to_the_pool(plane: Plane) -> None:
+    async with plane.placement.environment(plane.record) as env:
+        await env.stop()
+        assert env.state is EnvState.DEAD
+    assert plane.placement.statistics().idle == 0
+    await asyncio.gather(*[plane.placement.close()])
