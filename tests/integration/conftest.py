@@ -31,6 +31,7 @@ class EmberServer:
     url: str
     data_dir: Path
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def client(self, service: str = "lambda", **config: Any) -> Any:
         return boto3.client(
@@ -45,7 +46,10 @@ class EmberServer:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
+        status = self.process.wait(timeout=30)
+        if self.reader is not None:
+            self.reader.join(timeout=30)  # closes the stderr pipe at its end
+        return status
 
 
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> EmberServer:
@@ -79,18 +83,20 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
 
     def pump() -> None:
         assert process.stderr is not None
-        for line in process.stderr:
-            output.append(line)
-            lines.put(line)
+        with process.stderr:
+            for line in process.stderr:
+                output.append(line)
+                lines.put(line)
         lines.put("")
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     while True:
         line = lines.get(timeout=60)
         if not line:
             raise RuntimeError("ember serve exited early:\n" + "".join(output))
         if match := READY.search(line):
-            return EmberServer(process, match.group(1), data_dir, output)
+            return EmberServer(process, match.group(1), data_dir, output, reader)
 
 
 @pytest.fixture(scope="module")

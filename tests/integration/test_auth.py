@@ -21,7 +21,8 @@ def _status_and_body(url: str) -> tuple[int, dict[str, Any], str]:
         with urllib.request.urlopen(url) as response:
             return response.status, json.load(response), ""
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error), error.headers["x-amzn-ErrorType"]
+        with error:
+            return error.code, json.load(error), error.headers["x-amzn-ErrorType"]
 
 
 def test_unsigned_request_is_403(server: EmberServer) -> None:

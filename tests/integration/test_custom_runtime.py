@@ -34,12 +34,14 @@ def _vendored_awslambdaric() -> dict[str, str | bytes]:
     """awslambdaric and its dependencies, copied from the locked install into a zip tree."""
     site = Path(awslambdaric.__file__).resolve().parent.parent
     files: dict[str, str | bytes] = {}
-    for package in ("awslambdaric", "simplejson", "snapshot_restore_py"):
-        root = site / package
-        paths = [root] if root.is_file() else sorted(root.rglob("*"))
-        if not root.exists():
-            paths = sorted(site.glob(f"{package}*.py")) + sorted(site.glob(f"{package}*.so"))
-        for path in paths:
+    # packages, plus top-level modules (awslambdaric's C extension is runtime_client*.so)
+    for pattern in (
+        "awslambdaric/**/*",
+        "simplejson/**/*",
+        "snapshot_restore_py*",
+        "runtime_client*.so",
+    ):
+        for path in sorted(site.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 files[str(path.relative_to(site))] = path.read_bytes()
     return files

@@ -7,9 +7,13 @@ closed before the process exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -47,11 +51,31 @@ async def _serve(settings: Settings) -> None:
             log_level="warning",
             timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
         )
-        await uvicorn.Server(config).serve(sockets=[listener])
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_exit)
+        await server.serve(sockets=[listener])
     finally:
         await ember.close()
         listener.close()
         log.info("stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling.
+
+    uvicorn re-raises a captured SIGTERM once it has stopped, which would end the process
+    before Ember stops its environments; Ember installs its handlers on the loop instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        log.info("shutting down")
+        self.should_exit = True
 
 
 def _announce(ember: Ember, port: int) -> None:

@@ -1,0 +1,237 @@
+"""The agent's entry point: channel, Runtime API listener, runtime process, shutdown.
+
+Lifecycle: wait for START → bind the listener → LISTENING → exec the runtime → relay
+INVOKE frames and Runtime API posts until the runtime exits (EXIT, agent exits 0), or the
+host closes the channel or sends something invalid, or the agent gets SIGTERM/SIGINT/SIGHUP
+(runtime's process group SIGKILLed, agent exits 0 on a clean close, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+from typing import Any
+
+from ember.agent.http_server import start_server
+from ember.agent.protocol import Kind, ProtocolError, StartMeta, encode, read_frame
+from ember.agent.rendering import MAX_PAYLOAD_BYTES
+from ember.agent.runtime import ChildReaper, OutputCapture, RuntimeProcess, SpawnError
+from ember.agent.runtime_api import RuntimeApi
+
+CHANNEL_HIGH_WATER = 1024 * 1024
+REAP_TIMEOUT_S = 5.0
+
+
+class HostLink:
+    """The agent's end of the host channel.
+
+    Invariant: ``report`` drains the runtime's output (as LOG frames) before it sends its
+    own frame, so a LOG never follows the RESPONSE/ERROR/INIT_*/EXIT it preceded.
+    While the channel's write buffer is above ``CHANNEL_HIGH_WATER``, output capture is
+    paused so a chatty runtime cannot grow the agent's memory without bound.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.output: OutputCapture | None = None
+        self._waiting_for_drain = False
+
+    def send(self, kind: Kind, meta: dict[str, Any], payload: bytes = b"") -> None:
+        if not self._writer.is_closing():
+            self._writer.writelines(encode(kind, meta, payload))
+
+    def report(self, kind: Kind, meta: dict[str, Any], payload: bytes = b"") -> None:
+        if self.output is not None:
+            self.output.drain()
+        self.send(kind, meta, payload)
+
+    def log(self, stream: str, data: bytes) -> None:
+        self.send(Kind.LOG, {"stream": stream}, data)
+        transport = self._writer.transport
+        congested = transport.get_write_buffer_size() > CHANNEL_HIGH_WATER
+        if congested and not self._waiting_for_drain and self.output is not None:
+            self._waiting_for_drain = True
+            self.output.pause()
+            asyncio.get_running_loop().create_task(self._resume_after_drain())
+
+    async def _resume_after_drain(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
+        self._waiting_for_drain = False
+        if self.output is not None:
+            self.output.resume()
+
+    async def close(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+
+async def read_start(reader: asyncio.StreamReader) -> StartMeta | None:
+    """The START frame, or None at EOF; ``ProtocolError`` for anything else."""
+    frame = await read_frame(reader)
+    if frame is None:
+        return None
+    if frame.kind != Kind.START:
+        raise ProtocolError(f"expected START, got {frame.kind.name}")
+    return parse_start(frame.meta)
+
+
+def parse_start(meta: dict[str, Any]) -> StartMeta:
+    """Check a START frame's meta; ``ProtocolError`` when it is not a ``StartMeta``."""
+    argv, cwd, env, api = (meta.get(key) for key in ("argv", "cwd", "env", "runtime_api"))
+    if not (isinstance(argv, list) and all(isinstance(arg, str) for arg in argv)):
+        raise ProtocolError("START 'argv' must be a list of strings")
+    if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
+        raise ProtocolError("START 'env' must map strings to strings")
+    if not isinstance(cwd, str) or not isinstance(api, str):
+        raise ProtocolError("START 'cwd' and 'runtime_api' must be strings")
+    return StartMeta(argv=argv, cwd=cwd, env=env, runtime_api=api)
+
+
+def listen(address: str) -> tuple[socket.socket, str]:
+    """A listening TCP socket on ``host:port`` (port 0 = any) and its actual address."""
+    host, _, port = address.rpartition(":")
+    host = host or "127.0.0.1"
+    family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), int(port)))
+        sock.listen(64)
+    except (OSError, ValueError):
+        sock.close()
+        raise
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if family == socket.AF_INET6 else bound_host
+    return sock, f"{shown}:{bound_port}"
+
+
+def _failure_body(error_type: str, message: str) -> bytes:
+    body = {"errorType": error_type, "errorMessage": f"Error: {message}"}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class Agent:
+    """One agent process: serves exactly one START and one runtime process, then exits."""
+
+    def __init__(self, channel_fd: int) -> None:
+        self._channel_fd = channel_fd
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        channel = socket.socket(fileno=self._channel_fd)
+        reader, writer = await asyncio.open_unix_connection(sock=channel)
+        host = HostLink(writer)
+        try:
+            start = await read_start(reader)
+            return 0 if start is None else await self._serve(loop, reader, host, start)
+        except ProtocolError as exc:
+            print(f"ember-agent: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await host.close()
+
+    async def _serve(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reader: asyncio.StreamReader,
+        host: HostLink,
+        start: StartMeta,
+    ) -> int:
+        reaper = ChildReaper(loop)
+        stop: asyncio.Future[None] = loop.create_future()
+
+        def request_stop() -> None:
+            if not stop.done():
+                stop.set_result(None)
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, request_stop)
+        try:
+            sock, address = listen(start["runtime_api"])
+        except (OSError, ValueError) as exc:
+            meta = {"error_type": "Sandbox.Failure", "init_ms": 0.0}
+            host.report(Kind.INIT_ERROR, meta, _failure_body("Sandbox.Failure", str(exc)))
+            return 1
+        host.send(Kind.LISTENING, {"runtime_api": address})
+        env = {**start["env"], "AWS_LAMBDA_RUNTIME_API": address}
+        try:
+            process = RuntimeProcess.spawn(start["argv"], start["cwd"], env)
+        except SpawnError as exc:
+            sock.close()
+            meta = {"error_type": exc.error_type, "init_ms": 0.0}
+            host.report(Kind.INIT_ERROR, meta, _failure_body(exc.error_type, exc.message))
+            host.report(Kind.EXIT, {"status": None, "signal": None})
+            return 0
+        reaper.watch(process)
+        output = OutputCapture(loop, host.log)
+        output.add("stdout", process.stdout_fd)
+        output.add("stderr", process.stderr_fd)
+        host.output = output
+        api = RuntimeApi(
+            report=host.report,
+            memory_peak_kb=process.memory_peak_kb,
+            started_at=process.started_at,
+            loop=loop,
+        )
+        server = await start_server(sock, api.handle, max_body=MAX_PAYLOAD_BYTES)
+        try:
+            return await self._supervise(reader, host, api, process, stop)
+        finally:
+            server.close()
+            output.close()
+            process.close()
+
+    async def _supervise(
+        self,
+        reader: asyncio.StreamReader,
+        host: HostLink,
+        api: RuntimeApi,
+        process: RuntimeProcess,
+        stop: asyncio.Future[None],
+    ) -> int:
+        channel = asyncio.ensure_future(relay_invokes(reader, api))
+        events: set[asyncio.Future[Any]] = {channel, process.exited, stop}
+        await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
+        failure = channel.exception() if channel.done() and not channel.cancelled() else None
+        if process.exited.done():
+            channel.cancel()
+            ended = process.exited.result()
+            host.report(Kind.EXIT, {"status": ended.status, "signal": ended.signal})
+            process.kill_group()
+            return 0
+        process.kill_group()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.exited), REAP_TIMEOUT_S)
+        channel.cancel()
+        if failure is not None:
+            print(f"ember-agent: {failure}", file=sys.stderr)
+            return 1
+        return 0
+
+
+async def relay_invokes(reader: asyncio.StreamReader, api: RuntimeApi) -> None:
+    """Feed INVOKE frames to the Runtime API until a clean EOF; raise on anything else."""
+    while (frame := await read_frame(reader)) is not None:
+        if frame.kind != Kind.INVOKE:
+            raise ProtocolError(f"unexpected {frame.kind.name} frame")
+        api.invoke(frame.meta, frame.payload)
+
+
+def parse_channel_fd(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--channel-fd" or not argv[1].isdigit():
+        raise SystemExit("usage: ember-agent --channel-fd N")
+    return int(argv[1])
+
+
+def main() -> None:
+    """Run the agent; ``sys.argv`` is ``[prog, src_root, "--channel-fd", N]``."""
+    channel_fd = parse_channel_fd(sys.argv[2:])
+    sys.exit(asyncio.run(Agent(channel_fd).run()))

@@ -1,0 +1,151 @@
+"""The Runtime API client: the part of aws-lambda-cpp that awslambdaric uses."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+from .errors import LambdaRuntimeClientError
+
+
+class RuntimeApiClient:
+    """A keep-alive HTTP/1.1 client for the Runtime API: one connection, reused.
+
+    A request that fails on a reused connection before any response byte arrived is sent
+    once more on a fresh connection (the server may have closed an idle keep-alive).
+    """
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self._host = address
+        self._address = (host.strip("[]") or "127.0.0.1", int(port))
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._got_bytes = False
+
+    def next_invocation(self) -> tuple[bytes, dict[str, str]]:
+        status, headers, body = self._request("GET", "/2018-06-01/runtime/invocation/next")
+        if status != 200 or not headers.get("lambda-runtime-aws-request-id"):
+            raise RuntimeError("Failed to get next")
+        return body, headers
+
+    def post_response(self, invoke_id: str, body: bytes, content_type: str) -> None:
+        path = f"/2018-06-01/runtime/invocation/{invoke_id}/response"
+        status, _, _ = self._request("POST", path, body, [("Content-Type", content_type)])
+        if not 200 <= status < 300:
+            raise RuntimeError("Failed to post invocation response")
+
+    def post_error(self, invoke_id: str, body: bytes, xray_cause: str) -> None:
+        path = f"/2018-06-01/runtime/invocation/{invoke_id}/error"
+        headers = [("Content-Type", "application/json")]
+        if xray_cause and len(xray_cause.encode()) < 1024 * 1024:
+            headers.append(("lambda-runtime-function-xray-error-cause", xray_cause))
+        status, _, _ = self._request("POST", path, body, headers)
+        if not 200 <= status < 300:
+            raise RuntimeError("Failed to post invocation error")
+
+    def post_init_error(self, body: bytes, error_type: str) -> None:
+        path = "/2018-06-01/runtime/init/error"
+        headers = [("Lambda-Runtime-Function-Error-Type", error_type)]
+        status, _, response = self._request("POST", path, body, headers)
+        if status != 202:
+            raise LambdaRuntimeClientError(path, status, response)
+
+    def _request(
+        self, method: str, path: str, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()
+    ) -> tuple[int, dict[str, str], bytes]:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        if method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        for attempt in range(2):
+            reused = self._sock is not None
+            try:
+                return self._exchange(head, body)
+            except OSError:
+                self._close()
+                if attempt or not reused or self._got_bytes:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _exchange(self, head: bytes, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        sock = self._connect()
+        self._got_bytes = False
+        if len(body) < 64 * 1024:
+            sock.sendall(head + body)
+        else:
+            sock.sendall(head)
+            sock.sendall(body)
+        while True:
+            status, headers = self._read_head()
+            if status >= 200:
+                break
+        payload = self._read_body(status, headers)
+        if "close" in headers.get("connection", "").lower():
+            self._close()
+        return status, headers, payload
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.create_connection(self._address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock, self._buf = sock, bytearray()
+        return self._sock
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _fill(self) -> None:
+        assert self._sock is not None
+        data = self._sock.recv(256 * 1024)
+        if not data:
+            raise ConnectionResetError("Runtime API closed the connection")
+        self._got_bytes = True
+        self._buf += data
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while (end := self._buf.find(marker)) < 0:
+            self._fill()
+        data = bytes(self._buf[:end])
+        del self._buf[: end + len(marker)]
+        return data
+
+    def _read_exact(self, size: int) -> bytes:
+        while len(self._buf) < size:
+            self._fill()
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def _read_head(self) -> tuple[int, dict[str, str]]:
+        lines = self._read_until(b"\r\n\r\n").decode("utf-8", "replace").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    def _read_body(self, status: int, headers: dict[str, str]) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while size := int(self._read_until(b"\r\n").split(b";")[0], 16):
+                chunks.append(self._read_exact(size))
+                self._read_exact(2)
+            while self._read_until(b"\r\n"):
+                pass  # trailers
+            return b"".join(chunks)
+        if "content-length" in headers:
+            return self._read_exact(int(headers["content-length"]))
+        if status in (204, 304):
+            return b""
+        try:
+            while True:
+                self._fill()
+        except ConnectionResetError:
+            data, self._buf = bytes(self._buf), bytearray()
+            self._close()
+            return data
