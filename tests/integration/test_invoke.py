@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from ember.runtimes.catalogue import PYTHON_RUNTIMES, RuntimeCatalogue
+
 from tests.integration.functions import (
     BIG_RESPONSE,
     CONTEXT,
@@ -254,3 +256,23 @@ def test_updated_code_gets_a_new_environment(lambda_client: Any) -> None:
     after = body(invoke(lambda_client, "evolving", {}))
     assert "howdy" in after
     assert after["pid"] != before["pid"]
+
+
+VERSION = """
+import sys
+
+
+def handler(event, context):
+    return {"version": list(sys.version_info[:2]), "flags_isolated": sys.flags.isolated}
+"""
+
+
+@pytest.mark.parametrize("runtime", PYTHON_RUNTIMES)
+def test_each_installed_python_runtime(lambda_client: Any, runtime: str) -> None:
+    if RuntimeCatalogue.discover({}).get(runtime) is None:
+        pytest.skip(f"no {runtime} interpreter on this machine")
+    name = "version-" + runtime.replace(".", "-")
+    create(lambda_client, name, VERSION, Runtime=runtime)
+    seen = body(invoke(lambda_client, name, {}))
+    assert seen["version"] == [3, int(runtime.split(".")[1])]
+    assert seen["flags_isolated"] == 1

@@ -1,0 +1,31 @@
+"""The sandbox conformance kit over every backend this machine can run.
+
+A backend the host cannot run is skipped with the reason, never silently.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ember.sandbox.base import SandboxBackend
+from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check
+from ember.sandbox.registry import BACKENDS, create_backend
+from ember.settings import Settings
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SandboxBackend]:
+    if not Path(PROBE_PYTHON).exists():
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    made = create_backend(Settings(sandbox_backend=request.param, agent_python=sys.executable))
+    yield made
+    await made.close()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+async def test_backend_conforms(backend: SandboxBackend, check: Check, tmp_path: Path) -> None:
+    await check(backend, tmp_path)
