@@ -21,6 +21,7 @@ Every exception the platform raises on purpose is defined here, nowhere else::
     │       └── AccessDeniedException
     └── PlatformError             Ember's fault: rendered as a 5xx
         ├── ServiceException                   500
+        ├── InvalidRuntimeException            502 (runtime not installed here)
         └── SandboxError                       a sandbox backend failed (start, channel, kill)
 
 API errors carry their wire contract as class attributes: ``code`` (the
@@ -161,6 +162,13 @@ class PlatformError(EmberError):
 
 class ServiceException(PlatformError):
     code = "ServiceException"
+
+
+class InvalidRuntimeException(PlatformError):
+    """The function's runtime is not (or no longer) installed on this server."""
+
+    code = "InvalidRuntimeException"
+    status = 502
 
 
 class SandboxError(PlatformError):

@@ -16,10 +16,12 @@ from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check
 from ember.sandbox.registry import BACKENDS, create_backend
 from ember.settings import Settings
 
+PROBE_AVAILABLE = Path(PROBE_PYTHON).exists()
+
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SandboxBackend]:
-    if not Path(PROBE_PYTHON).exists():
+    if not PROBE_AVAILABLE:
         pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
     made = create_backend(Settings(sandbox_backend=request.param, agent_python=sys.executable))
     yield made

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import os
 import urllib.request
 from typing import Any
@@ -226,3 +227,18 @@ def test_functions_survive_a_restart(tmp_path: Any) -> None:
         assert b'"hello": "again"' in result["Payload"].read()
     finally:
         second.stop()
+
+
+def test_an_oversized_request_is_refused_before_it_is_read(server: EmberServer) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/2015-03-31/functions")
+    connection.putheader("Content-Length", str(80 * 1024 * 1024))
+    connection.endheaders()  # no body follows: the server must answer from the header alone
+    response = connection.getresponse()
+    assert response.status == 413
+    assert response.getheader("x-amzn-ErrorType") == "RequestEntityTooLargeException"
+    assert (
+        "smaller than 70167211 bytes for the CreateFunction operation" in response.read().decode()
+    )
+    connection.close()

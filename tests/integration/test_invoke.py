@@ -12,7 +12,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ember.runtimes.catalogue import PYTHON_RUNTIMES, RuntimeCatalogue
-
 from tests.integration.functions import (
     BIG_RESPONSE,
     CONTEXT,

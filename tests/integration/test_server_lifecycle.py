@@ -58,8 +58,15 @@ def test_ember_logs_prints_the_function_log(server: EmberServer) -> None:
     request_id = response["ResponseMetadata"]["RequestId"]
     result = subprocess.run(
         [sys.executable, "-m", "ember.cli.main", "logs", "logged", "--endpoint", server.url],
-        env={**os.environ, "EMBER_ACCESS_KEY_ID": ACCESS_KEY, "EMBER_SECRET_ACCESS_KEY": SECRET_KEY},
-        capture_output=True, text=True, check=True, timeout=60,
+        env={
+            **os.environ,
+            "EMBER_ACCESS_KEY_ID": ACCESS_KEY,
+            "EMBER_SECRET_ACCESS_KEY": SECRET_KEY,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     out = result.stdout
     assert "INIT_START Runtime Version: python:3.11.v1" in out
@@ -74,11 +81,21 @@ def test_ember_logs_prints_the_function_log(server: EmberServer) -> None:
 def test_an_expired_signature_is_refused(server: EmberServer) -> None:
     host = server.url.removeprefix("http://")
     stale = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 3600))
-    headers = sign_headers("GET", "/2015-03-31/functions/", "", {"Host": host}, b"",
-                           ACCESS_KEY, SECRET_KEY, "us-east-1", "lambda", stale)
+    headers = sign_headers(
+        "GET",
+        "/2015-03-31/functions/",
+        "",
+        {"Host": host},
+        b"",
+        ACCESS_KEY,
+        SECRET_KEY,
+        "us-east-1",
+        "lambda",
+        stale,
+    )
     request = urllib.request.Request(f"{server.url}/2015-03-31/functions/", headers=headers)
     with pytest.raises(urllib.error.HTTPError) as excinfo:
-        urllib.request.urlopen(request)  # noqa: S310 - loopback URL
+        urllib.request.urlopen(request)
     with excinfo.value as error:
         assert error.code == 403
         assert error.headers["x-amzn-ErrorType"] == "InvalidSignatureException"

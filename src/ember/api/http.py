@@ -22,8 +22,8 @@ from ember.clock import Clock
 from ember.errors import (
     EmberError,
     InvalidRequestContentException,
+    RequestEntityTooLargeException,
     ServiceException,
-    UnrecognizedClientException,
 )
 from ember.sigv4 import verify
 
@@ -33,6 +33,7 @@ Handler = Callable[[Request, bytes], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 REQUEST_ID = "x-amzn-RequestId"
+MAX_REQUEST_BYTES = 70167211  # Lambda's limit for a whole CreateFunction request
 
 
 class Authenticator:
@@ -61,6 +62,7 @@ class Authenticator:
 def operation(handler: Handler, auth: Authenticator) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
+            _check_length(request)
             body = await request.body()
             auth.check(request, body)
             response = await handler(request, body)
@@ -74,6 +76,20 @@ def operation(handler: Handler, auth: Authenticator) -> Endpoint:
         return response
 
     return endpoint
+
+
+def _check_length(request: Request) -> None:
+    """Refuse an oversized body from its Content-Length, before reading it."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+        raise RequestEntityTooLargeException(
+            f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the "
+            f"{_operation_name(request)} operation"
+        )
+
+
+def _operation_name(request: Request) -> str:
+    return "InvokeFunction" if request.url.path.endswith("/invocations") else "CreateFunction"
 
 
 def error_response(error: EmberError) -> Response:
@@ -100,7 +116,3 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
             "Could not parse request body into json: expected a JSON object"
         )
     return data
-
-
-def unknown_credentials() -> UnrecognizedClientException:
-    return UnrecognizedClientException("The security token included in the request is invalid.")

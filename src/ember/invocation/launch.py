@@ -13,7 +13,7 @@ import string
 
 from ember.agent.protocol import StartMeta
 from ember.clock import Clock
-from ember.errors import ServiceException
+from ember.errors import InvalidRuntimeException
 from ember.invocation.environment import ExecutionEnvironment
 from ember.invocation.envlog import EnvironmentLog
 from ember.model.arns import function_arn
@@ -63,7 +63,9 @@ class Launcher:
     def runtime(self, record: FunctionRecord) -> Runtime:
         runtime = self._catalogue.get(record.config.runtime)
         if runtime is None:
-            raise ServiceException(f"runtime {record.config.runtime} is not installed")
+            raise InvalidRuntimeException(
+                f"The runtime {record.config.runtime} is not installed on this Ember server."
+            )
         return runtime
 
     async def launch(self, record: FunctionRecord) -> tuple[ExecutionEnvironment, StartMeta]:
