@@ -44,7 +44,7 @@ class Authenticator:
         self._clock = clock
         self.enabled = enabled
 
-    def check(self, request: Request, body: bytes) -> None:
+    def check(self, request: Request, body: bytes, service: str = "lambda") -> None:
         if not self.enabled:
             return
         verify(
@@ -55,16 +55,18 @@ class Authenticator:
             body,
             self._credentials.get,
             self._clock.wall(),
-            allowed_services=("lambda",),
+            allowed_services=(service,),
         )
 
 
-def operation(handler: Handler, auth: Authenticator) -> Endpoint:
+def operation(handler: Handler, auth: Authenticator, service: str = "lambda") -> Endpoint:
+    """An endpoint for ``handler``, signed for ``service`` (SigV4's credential scope)."""
+
     async def endpoint(request: Request) -> Response:
         try:
             _check_length(request)
             body = await request.body()
-            auth.check(request, body)
+            auth.check(request, body, service)
             response = await handler(request, body)
         except EmberError as error:
             response = error_response(error)
