@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtimes": {"runtimes"},
     "store": {"store", "model", "errors"},
     "observe": {"observe", "store", "model", "errors", "clock"},
-    "sandbox": {"sandbox", "agent", "errors", "settings"},
+    "sandbox": {"sandbox", "agent", "errors", "settings", "runtimes"},
     "invocation": {
         "invocation",
         "sandbox",

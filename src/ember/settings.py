@@ -33,7 +33,7 @@ class Settings:
     auth_enabled: bool = True
     access_key_id: str | None = None
     secret_access_key: str | None = None
-    sandbox_backend: str = "process"
+    sandbox_backend: str = "namespace"
     keep_alive_s: float = 300.0  # an idle environment is stopped after this long
     reap_interval_s: float = 5.0  # how often idle environments are looked at
     init_timeout_s: float = 10.0  # Lambda's on-demand init limit

@@ -82,6 +82,7 @@ class FakeSandbox:
         self.id = f"fake-{next(_ids)}"
         self.reader, self.writer = reader, writer
         self.task_root, self.opt_root, self.runtime_api_bind = "/var/task", "/opt", "127.0.0.1:0"
+        self.runtime_dir = "/var/runtime"
         self.killed = False
         self._agent_writer = agent_writer
         self._agent = asyncio.get_running_loop().create_task(self._serve(agent_reader, script))

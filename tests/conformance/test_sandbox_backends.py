@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ember.errors import SandboxError
 from ember.sandbox.base import SandboxBackend
 from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check
 from ember.sandbox.registry import BACKENDS, create_backend
@@ -20,10 +21,20 @@ PROBE_AVAILABLE = Path(PROBE_PYTHON).exists()
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SandboxBackend]:
+async def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[SandboxBackend]:
     if not PROBE_AVAILABLE:
         pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
-    made = create_backend(Settings(sandbox_backend=request.param, agent_python=sys.executable))
+    settings = Settings(
+        sandbox_backend=request.param,
+        agent_python=sys.executable,
+        data_dir=tmp_path_factory.mktemp("data"),
+    )
+    try:
+        made = create_backend(settings)
+    except SandboxError as exc:
+        pytest.skip(f"{request.param} backend unavailable here: {exc}")
     yield made
     await made.close()
 

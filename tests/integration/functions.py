@@ -36,7 +36,12 @@ print("init ran")
 def handler(event, context):
     COUNTER["invokes"] += 1
     print("hello from the handler")
-    return {"hello": event.get("name", "world"), "pid": os.getpid(), **COUNTER}
+    return {
+        "hello": event.get("name", "world"),
+        "pid": os.getpid(),
+        "environment": context.log_stream_name,  # one stream per execution environment
+        **COUNTER,
+    }
 """
 
 CONTEXT = """
@@ -73,7 +78,7 @@ import os, time
 
 def handler(event, context):
     time.sleep(event.get("seconds", 0))
-    return {"pid": os.getpid()}
+    return {"pid": os.getpid(), "environment": context.log_stream_name}
 """
 
 CRASHING = """

@@ -62,6 +62,7 @@ def test_hello_and_warm_reuse(lambda_client: Any, hello: str) -> None:
     result = body(first)
     assert result["hello"] == "ember"
     second = body(invoke(lambda_client, hello, {}))
+    assert second["environment"] == result["environment"]
     assert second["pid"] == result["pid"]
     assert second["inits"] == 1
     assert second["invokes"] == result["invokes"] + 1
@@ -200,7 +201,7 @@ def test_concurrent_invokes_get_separate_environments(lambda_client: Any) -> Non
         results = list(
             pool.map(lambda _: body(invoke(lambda_client, "parallel", {"seconds": 1})), range(2))
         )
-    assert results[0]["pid"] != results[1]["pid"]
+    assert results[0]["environment"] != results[1]["environment"]
 
 
 def test_response_too_large(lambda_client: Any) -> None:
@@ -254,7 +255,7 @@ def test_updated_code_gets_a_new_environment(lambda_client: Any) -> None:
     lambda_client.get_waiter("function_updated_v2").wait(FunctionName="evolving")
     after = body(invoke(lambda_client, "evolving", {}))
     assert "howdy" in after
-    assert after["pid"] != before["pid"]
+    assert after["environment"] != before["environment"]
 
 
 VERSION = """

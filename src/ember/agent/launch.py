@@ -9,11 +9,17 @@ from pathlib import Path
 BOOT_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from ember.agent.main import main; main()"
 
 
-def agent_argv(python: str, channel_fd: int) -> list[str]:
+def source_root() -> Path:
+    """The directory holding the ``ember`` package, on the host."""
+    return Path(__file__).resolve().parents[2]
+
+
+def agent_argv(python: str, channel_fd: int, src_root: str | None = None) -> list[str]:
     """The agent's command line; the host passes ``channel_fd`` via ``pass_fds``.
 
-    ``python`` should be a concrete interpreter path (not a pyenv shim). The source root
-    (the directory holding the ``ember`` package) is computed from this file's location.
+    ``python`` should be a concrete interpreter path (not a pyenv shim). ``src_root`` is
+    the directory holding the ``ember`` package as the agent will see it (default: this
+    file's location on the host; a sandbox mounts it elsewhere).
     """
-    src_root = str(Path(__file__).resolve().parents[2])
+    src_root = src_root or str(source_root())
     return [python, "-I", "-S", "-c", BOOT_CODE, src_root, "--channel-fd", str(channel_fd)]

@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=9000)
     serve.add_argument("--data-dir", default="./.ember")
     serve.add_argument("--no-auth", action="store_true", help="accept unsigned requests")
-    serve.add_argument("--sandbox", default=None, help="sandbox backend (default: process)")
+    serve.add_argument(
+        "--sandbox", default=None, help="sandbox backend: namespace (default) or process"
+    )
 
     logs = commands.add_parser("logs", help="print a function's log events")
     logs.add_argument("function")

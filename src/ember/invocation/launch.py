@@ -72,13 +72,19 @@ class Launcher:
         runtime = self.runtime(record)
         code_dir = await self._blobs.unpacked(record.code.sha256_hex)
         config = record.config
-        spec = SandboxSpec(code_dir, None, config.memory_size, config.ephemeral_storage)
+        spec = SandboxSpec(
+            code_dir,
+            None,
+            config.memory_size,
+            config.ephemeral_storage,
+            read_only_paths=runtime.host_paths(),
+        )
         sandbox = await self._backend.start(spec)
         stream = log_stream_name(record.version, self._clock.wall())
         log = EnvironmentLog(self._writer, log_group(record), stream)
         environment = ExecutionEnvironment(sandbox, self._clock, log)
         start = StartMeta(
-            argv=runtime.argv(sandbox.task_root, sandbox.opt_root),
+            argv=runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir),
             cwd=sandbox.task_root,
             env=self.runtime_environment(record, runtime, sandbox, log),
             runtime_api=sandbox.runtime_api_bind,

@@ -42,10 +42,16 @@ class Runtime:
         name = self.identifier.replace("python", "python:").replace("provided.", "provided:")
         return f"{name}.v1"
 
-    def argv(self, task_root: str, opt_root: str) -> list[str]:
+    def host_paths(self) -> tuple[Path, ...]:
+        """Host directories the runtime needs inside a sandbox besides ``/usr``."""
+        if self.interpreter is None or self.interpreter.startswith("/usr/"):
+            return ()
+        return (Path(self.interpreter).parent.parent,)  # the installation prefix
+
+    def argv(self, task_root: str, opt_root: str, runtime_dir: str) -> list[str]:
         """The runtime command, as seen inside the sandbox."""
         if self.interpreter is not None:
-            return runtime_argv(self.interpreter)
+            return runtime_argv(self.interpreter, runtime_dir)
         bootstrap = Path(task_root) / "bootstrap"
         if not bootstrap.exists() and (Path(opt_root) / "bootstrap").exists():
             bootstrap = Path(opt_root) / "bootstrap"

@@ -62,6 +62,11 @@ class Sandbox(Protocol):
         ...
 
     @property
+    def runtime_dir(self) -> str:
+        """Ember's built-in runtime clients (``runtimes/python``) as the runtime sees them."""
+        ...
+
+    @property
     def runtime_api_bind(self) -> str:
         """Where the agent binds the Runtime API (``127.0.0.1:9001`` in its own netns)."""
         ...

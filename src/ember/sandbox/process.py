@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ember.agent.launch import agent_argv
 from ember.errors import SandboxError
+from ember.runtimes.python import RUNTIME_DIR
 from ember.sandbox.base import SandboxSpec
 from ember.settings import Settings
 
@@ -61,6 +62,10 @@ class ProcessSandbox:
     @property
     def opt_root(self) -> str:
         return str(self._spec.opt_dir) if self._spec.opt_dir else "/opt"
+
+    @property
+    def runtime_dir(self) -> str:
+        return RUNTIME_DIR
 
     @property
     def runtime_api_bind(self) -> str:

@@ -10,6 +10,7 @@ from ember.settings import Settings
 
 # backend name => "module:factory"; a factory takes Settings and returns a SandboxBackend
 BACKENDS = {
+    "namespace": "ember.sandbox.namespace:from_settings",
     "process": "ember.sandbox.process:from_settings",
 }
 

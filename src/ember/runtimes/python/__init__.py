@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BOOTSTRAP_PATH = str(Path(__file__).resolve().parent / "bootstrap.py")
+RUNTIME_DIR = str(Path(__file__).resolve().parent)
+BOOTSTRAP_PATH = str(Path(RUNTIME_DIR) / "bootstrap.py")
 
 
-def runtime_argv(interpreter: str) -> list[str]:
-    """The runtime command: ``interpreter`` must be a concrete path, not a pyenv shim."""
-    return [interpreter, "-I", "-S", "-u", BOOTSTRAP_PATH]
+def runtime_argv(interpreter: str, runtime_dir: str = RUNTIME_DIR) -> list[str]:
+    """The runtime command: ``interpreter`` must be a concrete path, not a pyenv shim.
+
+    ``runtime_dir`` is this directory as the runtime sees it (a sandbox mounts it at
+    ``/var/runtime``).
+    """
+    return [interpreter, "-I", "-S", "-u", f"{runtime_dir}/bootstrap.py"]

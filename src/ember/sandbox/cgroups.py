@@ -1,0 +1,118 @@
+"""Per-sandbox cgroups: memory (swap off), pids and CPU share, on cgroup v1 or v2.
+
+Lambda's rules: memory limit = MemorySize; one vCPU per 1,769 MB. Ember applies the CPU
+rule as a *share* (v1 ``cpu.shares`` / v2 ``cpu.weight``), proportional to memory: under
+contention a 1,769 MB function gets 13.8 times the CPU of a 128 MB one, and an idle
+machine does not slow anyone down. ``Max Memory Used`` comes from the cgroup's peak; an
+out-of-memory kill is read from the OOM counter.
+
+Scope: one ``Cgroup`` per sandbox; ``create`` and ``remove`` run on worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PIDS_MAX = 1024  # Lambda: 1,024 processes or threads per environment
+MB_PER_VCPU = 1769
+
+
+def version() -> int | None:
+    """2 for a unified hierarchy with memory/pids/cpu, 1 for v1 controllers, None if unusable."""
+    controllers = ROOT / "cgroup.controllers"
+    if controllers.exists():
+        wanted = {"memory", "pids", "cpu"}
+        return 2 if wanted <= set(controllers.read_text().split()) else None
+    if all((ROOT / c).is_dir() for c in ("memory", "pids", "cpu")) and os.access(
+        ROOT / "memory", os.W_OK
+    ):
+        return 1
+    return None
+
+
+def leftover_names(v: int) -> set[str]:
+    """Names of the sandbox cgroups that exist now (at start: left by a killed server)."""
+    parents = (
+        [ROOT / "ember"] if v == 2 else [ROOT / c / "ember" for c in ("memory", "pids", "cpu")]
+    )
+    return {d.name for p in parents if p.is_dir() for d in p.iterdir() if d.is_dir()}
+
+
+def cpu_shares(memory_mb: int) -> int:
+    return max(2, memory_mb * 1024 // MB_PER_VCPU)
+
+
+@dataclass(frozen=True, slots=True)
+class Cgroup:
+    """The cgroup directories of one sandbox (one per controller on v1, one on v2)."""
+
+    name: str
+    v: int
+
+    def dirs(self) -> list[Path]:
+        if self.v == 2:
+            return [ROOT / "ember" / self.name]
+        return [ROOT / c / "ember" / self.name for c in ("memory", "pids", "cpu")]
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs()]
+
+    def create(self, memory_mb: int) -> None:
+        limit = str(memory_mb * 1024 * 1024)
+        if self.v == 2:
+            parent = ROOT / "ember"
+            parent.mkdir(exist_ok=True)
+            _enable_controllers(ROOT)
+            _enable_controllers(parent)
+            (cg,) = self.dirs()
+            cg.mkdir()
+            _write(cg / "memory.max", limit)
+            _write(cg / "memory.swap.max", "0", optional=True)
+            _write(cg / "pids.max", str(PIDS_MAX))
+            _write(cg / "cpu.weight", str(max(1, min(10000, cpu_shares(memory_mb) // 10))))
+            return
+        memory, pids, cpu = self.dirs()
+        for directory in (memory, pids, cpu):
+            directory.mkdir(parents=True)
+        _write(memory / "memory.limit_in_bytes", limit)
+        _write(memory / "memory.memsw.limit_in_bytes", limit, optional=True)  # swap off
+        _write(pids / "pids.max", str(PIDS_MAX))
+        _write(cpu / "cpu.shares", str(cpu_shares(memory_mb)))
+
+    def memory_peak_bytes(self) -> int | None:
+        name = "memory.peak" if self.v == 2 else "memory.max_usage_in_bytes"
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.dirs()[0] / name).read_text())
+        return None
+
+    def oom_kills(self) -> int:
+        name = "memory.events" if self.v == 2 else "memory.oom_control"
+        with contextlib.suppress(OSError):
+            for line in (self.dirs()[0] / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
+
+    def remove(self) -> None:
+        """Remove the directories (a cgroup still holding processes stays: EBUSY)."""
+        for directory in self.dirs():
+            with contextlib.suppress(FileNotFoundError, OSError):
+                directory.rmdir()
+
+
+def _enable_controllers(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        _write(directory / "cgroup.subtree_control", "+memory +pids +cpu")
+
+
+def _write(path: Path, value: str, *, optional: bool = False) -> None:
+    try:
+        path.write_text(value)
+    except OSError:
+        if not optional:
+            raise
