@@ -6,7 +6,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit setup clean
 
+# Debian packages the platform and its tests use: libseccomp (the sandbox's seccomp filter)
+# and curl (a custom-runtime test). Installed only when missing, and only as root.
+SYSTEM_PACKAGES := libseccomp2 curl
+
 $(STAMP): requirements.lock pyproject.toml
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	elif [ -n "$$missing" ]; then echo "warning: missing system packages: $$missing"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -193,6 +193,8 @@ def _with_duration(outcome: Outcome, duration_ms: float) -> Outcome:
     return replace(outcome, duration_ms=duration_ms)
 
 
+# What RAPID reports when the memory limit killed the runtime (whichever process it hit).
+OOM_MESSAGE = "Runtime exited with error: signal: killed"
 # Go's names for signals, as RAPID prints them ("signal: killed").
 SIGNAL_NAMES = {6: "aborted", 9: "killed", 11: "segmentation fault", 15: "terminated"}
 

@@ -10,6 +10,7 @@ What each ending looks like (lambda-spec.md §4.6, §4.7):
   the environment is reset and the next invoke initialises again.
 - timeout: ``Sandbox.Timedout``; the timeout line; REPORT ``Status: timeout``; reset.
 - runtime exit: ``Runtime.ExitError``; REPORT ``Status: error``; reset.
+- out of memory (the sandbox's memory cgroup killed it): ``Runtime.OutOfMemory``, likewise.
 """
 
 from __future__ import annotations
@@ -163,8 +164,10 @@ class Invoker:
             payload = envmod.platform_error("Sandbox.Timedout", request_id, message)
             content_type, status = "application/json", "timeout"
         elif outcome.status is Status.EXIT:
-            error_type = "Runtime.ExitError"
-            payload = envmod.platform_error(error_type, request_id, envmod.exit_message(outcome))
+            oom = env.sandbox.oom_killed()
+            error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+            message = envmod.OOM_MESSAGE if oom else envmod.exit_message(outcome)
+            payload = envmod.platform_error(error_type, request_id, message)
             content_type, status = "application/json", "error"
         env.log.line(lines.end(request_id))
         env.log.line(

@@ -71,6 +71,7 @@ class NamespaceSandbox:
         self._workdir = workdir
         self._id = cgroup.name
         self._cleaned = False
+        self._final: tuple[int | None, int] | None = None  # (peak, oom kills) once removed
 
     @property
     def id(self) -> str:
@@ -101,10 +102,10 @@ class NamespaceSandbox:
         return "127.0.0.1:9001"
 
     def memory_peak_bytes(self) -> int | None:
-        return self._cgroup.memory_peak_bytes()
+        return self._final[0] if self._final else self._cgroup.memory_peak_bytes()
 
     def oom_killed(self) -> bool:
-        return self._cgroup.oom_kills() > 0
+        return (self._final[1] if self._final else self._cgroup.oom_kills()) > 0
 
     async def kill(self) -> None:
         """SIGKILL the launcher: its child (pid 1) follows by PDEATHSIG, then the namespace."""
@@ -133,6 +134,7 @@ class NamespaceSandbox:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), signal.SIGKILL)
                 time.sleep(0.005)
+        self._final = (self._cgroup.memory_peak_bytes(), self._cgroup.oom_kills())
         self._cgroup.remove()
         with contextlib.suppress(OSError):
             (self._workdir / "root").rmdir()
