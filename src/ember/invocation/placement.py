@@ -46,6 +46,8 @@ class Placement:
         # generation => idle environments, most recently used last
         self._idle: dict[tuple[str, str, float], list[ExecutionEnvironment]] = {}
         self._busy: set[ExecutionEnvironment] = set()
+        # function name => the generation last asked for; older ones are not kept idle
+        self._current: dict[str, tuple[str, str, float]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._started = self._stopped = self._reused = 0
 
@@ -53,6 +55,7 @@ class Placement:
     async def environment(self, record: FunctionRecord) -> AsyncIterator[ExecutionEnvironment]:
         """An environment for ``record`` for the duration of the block."""
         key = generation(record)
+        self._current[record.name] = key
         env = self._take_idle(key)
         if env is None:
             env = await self._start(record)
@@ -64,7 +67,7 @@ class Placement:
             yield env
         finally:
             self._busy.discard(env)
-            if env.state is EnvState.READY:
+            if env.state is EnvState.READY and self._current.get(record.name) == key:
                 self._idle.setdefault(key, []).append(env)
             else:
                 self._stop_later(env)
@@ -84,7 +87,12 @@ class Placement:
         return count
 
     def retire(self, function_name: str) -> None:
-        """Stop the idle environments of a function (it changed or was deleted)."""
+        """Stop the idle environments of a function (it changed or was deleted).
+
+        Busy ones are stopped when they come back: the function has no current generation
+        until it is invoked again.
+        """
+        self._current.pop(function_name, None)
         for key in [k for k in self._idle if k[0] == function_name]:
             for env in self._idle.pop(key):
                 self._stop_later(env)

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from ember.agent.protocol import Frame, Kind
+from ember.agent.protocol import Frame, Kind, encode
 from ember.invocation.environment import EnvState
 from ember.invocation.invoker import InvocationRequest
 from ember.testing import echo_agent
@@ -69,3 +69,26 @@ async def test_a_dead_environment_is_not_returned_to_the_pool(plane: Plane) -> N
         assert env.state is EnvState.DEAD
     assert plane.placement.statistics().idle == 0
     await asyncio.gather(*[plane.placement.close()])
+
+
+async def test_an_environment_busy_while_its_function_changes_is_not_kept(plane: Plane) -> None:
+    invoked = asyncio.Event()
+
+    def held(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        if frame.kind is Kind.START:
+            return [(Kind.INIT_DONE, {"init_ms": 1.0}, b"")]
+        invoked.set()
+        return []  # answered below, after the function changed
+
+    plane.backend.script = held
+    task = asyncio.create_task(plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN)))
+    await invoked.wait()
+    plane.placement.retire("fn")  # UpdateFunctionCode / DeleteFunction while it runs
+    env = next(iter(plane.placement._busy))
+    meta = {"id": env._pending_id, "content_type": "application/json"}
+    plane.backend.started[0]._agent_writer.writelines(encode(Kind.RESPONSE, meta, b"{}"))
+    result = await task
+    assert result.function_error is None
+    assert plane.placement.statistics().idle == 0  # READY, but of a retired generation
+    await plane.placement.close()
+    assert plane.backend.started[0].killed
