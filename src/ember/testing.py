@@ -148,4 +148,5 @@ def echo_agent(frame: protocol.Frame) -> list[tuple[protocol.Kind, dict[str, Any
     return [
         (protocol.Kind.LOG, {"stream": "stdout"}, b"handling\n"),
         (protocol.Kind.RESPONSE, meta, frame.payload),
+        (protocol.Kind.NEXT, {}, b""),
     ]

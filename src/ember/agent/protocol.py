@@ -22,6 +22,8 @@ Agent → host
                 where possible. Every LOG for an invoke is sent before its RESPONSE/ERROR.
     EXIT        meta ``{"status": int|None, "signal": int|None}``: the runtime process ended;
                 the agent exits right after.
+    NEXT        meta ``{}``: after a RESPONSE/ERROR, the runtime called ``/next`` again: the
+                environment can take another invoke (until then it may still exit).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Kind(enum.IntEnum):
     ERROR = 14
     LOG = 15
     EXIT = 16
+    NEXT = 17
 
 
 class StartMeta(TypedDict):

@@ -130,7 +130,9 @@ class RuntimeApi:
             return self._current  # RAPID re-renders the current event
         if self.state == STARTED:
             self._report(Kind.INIT_DONE, {"init_ms": self._elapsed_ms()}, b"")
-        elif self.state not in (READY, RESPONSE_SENT):
+        elif self.state == RESPONSE_SENT:
+            self._report(Kind.NEXT, {}, b"")  # back for more: the host may reuse us
+        elif self.state != READY:
             return forbidden(self.state, READY)
         self.state = READY
         if self._queued is not None:

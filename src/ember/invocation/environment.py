@@ -6,9 +6,12 @@ States and the only allowed edges (the table ``ALLOWED`` is the source of truth)
         │                   │  └──invoke──▶ │
         └──────────────▶  DEAD  ◀───────────┘   (init error, timeout, crash, stop)
 
-Scope: one per sandbox. Invariants: at most one invoke at a time (BUSY); once DEAD the
-sandbox is killed and never used again; every frame from the agent is read by one pump
-task, which is the only code that resolves the pending init or invoke.
+Scope: one per sandbox. Invariants: at most one invoke at a time (BUSY); DEAD is terminal
+(an EXIT from the agent wins over any later transition) and a DEAD sandbox is killed and
+never used again; every frame from the agent is read by one pump task, which is the only
+code that resolves the pending init or invoke. After an invoke the environment is READY
+for placement, but takes a new invoke only once its runtime is back on ``/next``
+(``wait_back``): a runtime may still exit right after it answered.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class ExecutionEnvironment:
         self._clock = clock
         self._pending: asyncio.Future[Outcome] | None = None
         self._pending_id: str | None = None  # request id of the invoke in flight
+        self._back: asyncio.Future[bool] | None = None  # runtime back on /next (or dead)
+        self.memory_peak_kb = 0  # last the agent reported
         self._started_at = 0.0
         self._pump = asyncio.get_running_loop().create_task(self._read_frames())
 
@@ -90,9 +95,25 @@ class ExecutionEnvironment:
         return self.state is not EnvState.DEAD
 
     def transition(self, to: EnvState) -> None:
+        """Move along an edge of ``ALLOWED``; from DEAD nothing moves (it is terminal)."""
+        if self.state is EnvState.DEAD:
+            return
         if to not in ALLOWED[self.state]:
             raise RuntimeError(f"environment cannot go from {self.state} to {to}")
         self.state = to
+
+    async def wait_back(self, timeout_s: float) -> bool:
+        """True once the runtime is back on ``/next`` after the last invoke; False if dead."""
+        back = self._back
+        if self.state is EnvState.DEAD:
+            return False
+        if back is None or back.done():
+            return back is None or back.result()
+        timer = self._clock.call_later(timeout_s, lambda: _settle(back, False))
+        try:
+            return await back and self.alive
+        finally:
+            timer.cancel()
 
     async def initialize(self, start: StartMeta, timeout_s: float) -> Outcome:
         """Start the runtime and wait for its first ``/next`` (or its failure)."""
@@ -107,9 +128,9 @@ class ExecutionEnvironment:
     async def invoke(self, meta: InvokeMeta, payload: bytes, timeout_s: float) -> Outcome:
         """Run one invocation. The environment is READY again after OK/ERROR, else DEAD."""
         self.transition(EnvState.BUSY)
-        outcome = await self._exchange(
-            encode(Kind.INVOKE, dict(meta), payload), meta["id"], timeout_s
-        )
+        self._back = asyncio.get_running_loop().create_future()
+        frame = encode(Kind.INVOKE, dict(meta), payload)
+        outcome = await self._exchange(frame, meta["id"], timeout_s)
         if outcome.status in (Status.OK, Status.ERROR):
             self.transition(EnvState.READY)
             self.idle_since = self._clock.monotonic()
@@ -122,6 +143,7 @@ class ExecutionEnvironment:
         if self.state is not EnvState.DEAD:
             self.state = EnvState.DEAD
         self._resolve(Outcome(Status.EXIT))
+        _settle(self._back, False)
         await self.sandbox.kill()
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -134,11 +156,11 @@ class ExecutionEnvironment:
         self._pending, self._pending_id = future, request_id
         self._started_at = self._clock.monotonic()
         timer = self._clock.call_later(timeout_s, lambda: self._resolve(Outcome(Status.TIMEOUT)))
+        if not self.alive:  # the agent is already gone
+            self._resolve(Outcome(Status.EXIT))
         try:
             self.sandbox.writer.writelines(frame)
             outcome = await future
-        except ConnectionError:
-            outcome = Outcome(Status.EXIT)
         finally:
             timer.cancel()
             self._pending = self._pending_id = None
@@ -152,13 +174,16 @@ class ExecutionEnvironment:
             self._pending.set_result(outcome)
 
     async def _read_frames(self) -> None:
+        """The pump. Anything unexpected from the agent (it runs with the function's uid)
+        ends the environment; the pump never stops while the environment looks alive."""
         try:
             while (frame := await read_frame(self.sandbox.reader)) is not None:
                 self._dispatch(frame)
-        except (ProtocolError, ConnectionError):
+        except (ProtocolError, OSError, ValueError, TypeError, KeyError, AttributeError):
             pass
         self.state = EnvState.DEAD
         self._resolve(Outcome(Status.EXIT))
+        _settle(self._back, False)
 
     def _dispatch(self, frame: Frame) -> None:
         kind, meta = frame.kind, frame.meta
@@ -170,11 +195,21 @@ class ExecutionEnvironment:
             error_type = str(meta.get("error_type") or "Runtime.Unknown")
             self._resolve(Outcome(Status.INIT_ERROR, frame.payload, error_type=error_type))
         elif kind in (Kind.RESPONSE, Kind.ERROR) and meta.get("id") == self._pending_id:
-            self._resolve(_response_outcome(frame))
+            outcome = _response_outcome(frame)
+            self.memory_peak_kb = outcome.memory_peak_kb or self.memory_peak_kb
+            self._resolve(outcome)
+        elif kind is Kind.NEXT:
+            _settle(self._back, True)
         elif kind is Kind.EXIT:
             self.state = EnvState.DEAD
             status, signal = meta.get("status"), meta.get("signal")
             self._resolve(Outcome(Status.EXIT, exit_status=status, exit_signal=signal))
+            _settle(self._back, False)
+
+
+def _settle(future: asyncio.Future[bool] | None, value: bool) -> None:
+    if future is not None and not future.done():
+        future.set_result(value)
 
 
 def _response_outcome(frame: Frame) -> Outcome:

@@ -214,7 +214,7 @@ def _init_error_type(outcome: Outcome) -> str:
 
 def _memory_mb(env: ExecutionEnvironment, outcome: Outcome) -> int:
     peak = env.sandbox.memory_peak_bytes()
-    peak_kb = peak // 1024 if peak is not None else outcome.memory_peak_kb
+    peak_kb = peak // 1024 if peak is not None else outcome.memory_peak_kb or env.memory_peak_kb
     return max(1, round(peak_kb / 1024))
 
 

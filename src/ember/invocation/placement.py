@@ -56,7 +56,7 @@ class Placement:
         """An environment for ``record`` for the duration of the block."""
         key = generation(record)
         self._current[record.name] = key
-        env = self._take_idle(key)
+        env = await self._take_idle(key, record.config.timeout)
         if env is None:
             env = await self._start(record)
             self._started += 1
@@ -114,11 +114,14 @@ class Placement:
             idle, len(self._busy), self._started, self._stopped, self._reused
         )
 
-    def _take_idle(self, key: tuple[str, str, float]) -> ExecutionEnvironment | None:
+    async def _take_idle(
+        self, key: tuple[str, str, float], timeout_s: float
+    ) -> ExecutionEnvironment | None:
+        """The most recently used idle environment whose runtime is back on ``/next``."""
         envs = self._idle.get(key)
         while envs:
             env = envs.pop()
-            if env.state is EnvState.READY:
+            if env.state is EnvState.READY and await env.wait_back(timeout_s):
                 return env
             self._stop_later(env)
         return None

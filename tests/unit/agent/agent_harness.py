@@ -129,9 +129,9 @@ class AgentSession:
         return frame
 
     async def expect(self, *kinds: Kind) -> Frame:
-        """The next frame that is not LOG; it must be of one of ``kinds``."""
+        """The next frame that is not LOG (nor NEXT, unless asked for); one of ``kinds``."""
         while (frame := await self.next_frame()) is not None:
-            if frame.kind is Kind.LOG:
+            if frame.kind is Kind.LOG or (frame.kind is Kind.NEXT and Kind.NEXT not in kinds):
                 continue
             assert frame.kind in kinds, f"expected {kinds}, got {frame}"
             return frame

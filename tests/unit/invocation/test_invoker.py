@@ -111,3 +111,20 @@ async def test_runtime_exit_mid_invoke(plane: Plane) -> None:
         "errorMessage": f"RequestId: {result.request_id} Error: Runtime exited with error: "
         "signal: killed",
     }
+
+
+async def test_a_runtime_that_answers_then_exits_is_not_handed_the_next_invoke(
+    plane: Plane,
+) -> None:
+    def answers_then_exits(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        if frame.kind is Kind.START:
+            return [(Kind.INIT_DONE, {"init_ms": 1.0}, b"")]
+        meta = {"id": frame.meta["id"], "content_type": "application/json"}
+        return [(Kind.RESPONSE, meta, b"{}"), (Kind.EXIT, {"status": 0, "signal": None}, b"")]
+
+    plane.backend.script = answers_then_exits
+    for _ in range(3):  # each answer arrives together with the exit: never a 500, never reused
+        result = await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+        assert result.function_error is None
+        assert result.payload == b"{}"
+    assert len(plane.backend.started) == 3
