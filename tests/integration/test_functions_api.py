@@ -6,13 +6,15 @@ import base64
 import hashlib
 import http.client
 import os
+import time
 import urllib.request
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import EmberServer, start_server
+from ember.sigv4 import sign_headers
+from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer, start_server
 from tests.integration.functions import HELLO, ROLE, make_zip, python_zip
 
 
@@ -234,6 +236,7 @@ def test_an_oversized_request_is_refused_before_it_is_read(server: EmberServer) 
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     connection.putrequest("POST", "/2015-03-31/functions")
     connection.putheader("Content-Length", str(80 * 1024 * 1024))
+    connection.putheader("Authorization", "AWS4-HMAC-SHA256 placeholder")  # checked later
     connection.endheaders()  # no body follows: the server must answer from the header alone
     response = connection.getresponse()
     assert response.status == 413
@@ -242,3 +245,51 @@ def test_an_oversized_request_is_refused_before_it_is_read(server: EmberServer) 
         "smaller than 70167211 bytes for the CreateFunction operation" in response.read().decode()
     )
     connection.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (
+            b'{"FunctionName": "nul", "Handler": "app.hand\\u0000ler"}',
+            "InvalidRequestContentException",
+        ),
+        (
+            b'{"FunctionName": "x", "Environment": {"Variables": {"AB": "\\ud800"}}}',
+            "InvalidRequestContentException",
+        ),
+        (b"[" * 100_000, "InvalidRequestContentException"),
+    ],
+    ids=["nul-in-handler", "lone-surrogate", "deeply-nested"],
+)
+def test_malformed_control_plane_bodies_are_400(  # signed: the body itself is what is judged
+    server: EmberServer, body: bytes, code: str
+) -> None:
+    host = server.url.removeprefix("http://")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = sign_headers(
+        "POST",
+        "/2015-03-31/functions",
+        "",
+        {"Host": host},
+        body,
+        ACCESS_KEY,
+        SECRET_KEY,
+        "us-east-1",
+        "lambda",
+        stamp,
+    )
+    name, port = host.split(":")
+    connection = http.client.HTTPConnection(name, int(port), timeout=30)
+    connection.request("POST", "/2015-03-31/functions", body=body, headers=headers)
+    response = connection.getresponse()
+    content = response.read()
+    connection.close()
+    assert response.status == 400, content
+    assert response.getheader("x-amzn-ErrorType") == code
+
+
+def test_a_malformed_max_items_is_400(lambda_client: Any, server: EmberServer) -> None:
+    with pytest.raises(ClientError) as excinfo:
+        server.client(parameter_validation=False).list_functions(MaxItems=0)
+    assert error_code(excinfo)[1] == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ember.runtimes.catalogue import PYTHON_RUNTIMES, RuntimeCatalogue
+from tests.integration.conftest import EmberServer
 from tests.integration.functions import (
     BIG_RESPONSE,
     CONTEXT,
@@ -276,3 +278,27 @@ def test_each_installed_python_runtime(lambda_client: Any, runtime: str) -> None
     seen = body(invoke(lambda_client, name, {}))
     assert seen["version"] == [3, int(runtime.split(".")[1])]
     assert seen["flags_isolated"] == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 100_000, b'{"a": NaN}', '{"a": 1}'.encode("utf-16")],
+    ids=["deeply-nested", "nan", "utf-16"],
+)
+def test_malformed_payloads_are_400_not_500(lambda_client: Any, hello: str, payload: bytes) -> None:
+    with pytest.raises(ClientError) as excinfo:
+        lambda_client.invoke(FunctionName=hello, Payload=payload)
+    assert error_code(excinfo) == ("InvalidRequestContentException", 400)
+
+
+def test_an_oversized_invoke_is_refused_from_its_length(server: EmberServer, hello: str) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", f"/2015-03-31/functions/{hello}/invocations")
+    connection.putheader("Content-Length", str(7 * 1024 * 1024))
+    connection.putheader("Authorization", "AWS4-HMAC-SHA256 placeholder")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    assert b"smaller than 6291456 bytes for the InvokeFunction operation" in response.read()
+    connection.close()

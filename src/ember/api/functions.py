@@ -7,6 +7,7 @@ registry, and renders the record (``api.shapes``). No handler builds error JSON.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -17,12 +18,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ember.api.http import json_response, parse_json_object
+from ember.api.http import json_response, parse_count, parse_json_object
 from ember.api.shapes import function_configuration
 from ember.control.registry import FunctionRegistry
 from ember.control.validation import parse_create_function
 from ember.errors import AccessDeniedException, InvalidParameterValueException
-from ember.model.arns import merge_qualifier, parse_function_ref
+from ember.model.arns import merge_qualifier, parse_function_ref, runtime_version_arn
 from ember.model.functions import FunctionRecord
 from ember.store.blobs import BlobStore
 
@@ -53,12 +54,13 @@ class FunctionsApi:
         return name, merge_qualifier(in_name, request.query_params.get("Qualifier"))
 
     def configuration(self, record: FunctionRecord) -> dict[str, Any]:
-        runtime_arn = f"arn:aws:lambda:{self._region}::runtime:{record.config.runtime}"
+        runtime_arn = runtime_version_arn(self._region, record.config.runtime)
         return function_configuration(record, self._registry.arn(record.name), runtime_arn)
 
     async def create(self, _request: Request, body: bytes) -> Response:
-        command = parse_create_function(
-            parse_json_object(body), self._registry.installed_runtimes()
+        data = parse_json_object(body)  # decoding the zip's base64 happens off the loop
+        command = await asyncio.to_thread(
+            parse_create_function, data, self._registry.installed_runtimes()
         )
         record = await self._registry.create(command)
         return json_response(self.configuration(record), 201)
@@ -109,7 +111,8 @@ class FunctionsApi:
         expires = request.query_params.get("Expires", "")
         signature = request.query_params.get("Signature", "")
         expected = self._url_signature(sha, expires)
-        if not (expires.isdigit() and int(expires) >= time.time()):
+        expiry = parse_count(expires)
+        if expiry is None or expiry < time.time():
             raise AccessDeniedException("Request has expired")
         if not hmac.compare_digest(signature, expected):
             raise AccessDeniedException("The request signature does not match.")
@@ -144,9 +147,10 @@ def _after_marker(records: list[FunctionRecord], marker: str | None) -> int:
 def _max_items(value: str | None) -> int:
     if value is None:
         return 50
-    if not value.isdigit() or not 1 <= int(value) <= MAX_ITEMS:
+    count = parse_count(value)
+    if count is None or not 1 <= count <= MAX_ITEMS:
         raise InvalidParameterValueException(
             f"1 validation error detected: Value '{value}' at 'maxItems' failed to satisfy "
             f"constraint: Member must have value between 1 and {MAX_ITEMS}"
         )
-    return int(value)
+    return count

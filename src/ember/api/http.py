@@ -22,6 +22,7 @@ from ember.clock import Clock
 from ember.errors import (
     EmberError,
     InvalidRequestContentException,
+    MissingAuthenticationTokenException,
     RequestEntityTooLargeException,
     ServiceException,
 )
@@ -34,6 +35,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 REQUEST_ID = "x-amzn-RequestId"
 MAX_REQUEST_BYTES = 70167211  # Lambda's limit for a whole CreateFunction request
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6291456 bytes: an Invoke request
 
 
 class Authenticator:
@@ -43,6 +45,11 @@ class Authenticator:
         self._credentials = credentials  # access key id => secret
         self._clock = clock
         self.enabled = enabled
+
+    def check_present(self, request: Request) -> None:
+        """Refuse an unsigned request before its body is read."""
+        if self.enabled and "authorization" not in request.headers:
+            raise MissingAuthenticationTokenException("Missing Authentication Token")
 
     def check(self, request: Request, body: bytes, service: str = "lambda") -> None:
         if not self.enabled:
@@ -64,8 +71,8 @@ def operation(handler: Handler, auth: Authenticator, service: str = "lambda") ->
 
     async def endpoint(request: Request) -> Response:
         try:
-            _check_length(request)
-            body = await request.body()
+            auth.check_present(request)
+            body = await read_body(request)
             auth.check(request, body, service)
             response = await handler(request, body)
         except EmberError as error:
@@ -80,18 +87,40 @@ def operation(handler: Handler, auth: Authenticator, service: str = "lambda") ->
     return endpoint
 
 
-def _check_length(request: Request) -> None:
-    """Refuse an oversized body from its Content-Length, before reading it."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        raise RequestEntityTooLargeException(
-            f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the "
-            f"{_operation_name(request)} operation"
-        )
+def body_limit(request: Request) -> tuple[int, str]:
+    """The largest body this route takes, and the operation its 413 names."""
+    if request.url.path.endswith("/invocations"):
+        return SYNC_PAYLOAD_LIMIT, "InvokeFunction"
+    return MAX_REQUEST_BYTES, "CreateFunction"
 
 
-def _operation_name(request: Request) -> str:
-    return "InvokeFunction" if request.url.path.endswith("/invocations") else "CreateFunction"
+async def read_body(request: Request) -> bytes:
+    """The body, refused with a 413 as soon as it exceeds the route's limit.
+
+    Checked from Content-Length before reading, and counted while reading (a chunked body
+    has no length): the server never buffers more than the limit.
+    """
+    limit, operation_name = body_limit(request)
+    too_large = RequestEntityTooLargeException(
+        f"Request must be smaller than {limit} bytes for the {operation_name} operation"
+    )
+    length = parse_count(request.headers.get("content-length"))
+    if length is not None and length > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_count(value: str | None) -> int | None:
+    """A non-negative decimal integer from a header or query value, else None."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 def error_response(error: EmberError) -> Response:
@@ -107,14 +136,40 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     """A control-plane request body: a JSON object (empty body = ``{}``)."""
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequestContentException(
-            f"Could not parse request body into json: {exc}"
-        ) from exc
+    data = parse_json(body, "Could not parse request body into json")
     if not isinstance(data, dict):
         raise InvalidRequestContentException(
             "Could not parse request body into json: expected a JSON object"
         )
     return data
+
+
+def parse_json(body: bytes, context: str) -> Any:
+    """Strict JSON: UTF-8 only, no NaN/Infinity, no NUL or lone surrogates in strings.
+
+    Any violation (including nesting deep enough to exhaust recursion) is a 400
+    ``InvalidRequestContentException`` whose message starts with ``context``.
+    """
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # refuses lone surrogates
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidRequestContentException(f"{context}: {reason}") from exc
+    if _has_nul(data):
+        raise InvalidRequestContentException(f"{context}: strings must not contain NUL")
+    return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

@@ -7,6 +7,7 @@ JSON (400); the client context is base64 JSON. ``Event`` is not served yet and s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.api.functions import FunctionsApi
-from ember.api.http import REQUEST_ID
+from ember.api.http import REQUEST_ID, SYNC_PAYLOAD_LIMIT
 from ember.control.registry import FunctionRegistry
 from ember.errors import (
     InvalidParameterValueException,
@@ -27,7 +28,7 @@ from ember.errors import (
 from ember.invocation.invoker import InvocationRequest, Invoker
 from ember.model.functions import State
 
-SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6291456 bytes
+OFF_LOOP_BYTES = 256 * 1024  # payloads larger than this are JSON-checked on a thread
 CLIENT_CONTEXT_LIMIT = 3583
 INVOCATION_TYPES = ("Event", "RequestResponse", "DryRun")
 LOG_TYPES = ("None", "Tail")
@@ -63,7 +64,7 @@ class InvokeApi:
                 f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes "
                 "for the InvokeFunction operation"
             )
-        payload = _json_payload(body)
+        payload = await _json_payload(body)
         client_context = _client_context(headers.get("x-amz-client-context"))
         if invocation_type == "DryRun":
             return Response(status_code=204)
@@ -82,7 +83,9 @@ class InvokeApi:
                 tenant_id=headers.get("x-amz-tenant-id"),
             ),
         )
-        response = Response(result.payload, 200, media_type=result.content_type)
+        response = Response(
+            result.payload, 200, headers={"Content-Type": _content_type(result.content_type)}
+        )
         response.headers[REQUEST_ID] = result.request_id
         response.headers["X-Amz-Executed-Version"] = result.executed_version
         if result.function_error:
@@ -101,16 +104,35 @@ def _enum(value: str, field: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _json_payload(body: bytes) -> bytes:
+async def _json_payload(body: bytes) -> bytes:
+    """The event bytes, unchanged, once known to be JSON (large ones checked off the loop)."""
     if not body:
         return b"{}"
-    try:
-        json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequestContentException(
-            f"Could not parse request body into json: Could not parse payload into json: {exc}"
-        ) from exc
+    context = "Could not parse request body into json: Could not parse payload into json"
+    if len(body) > OFF_LOOP_BYTES:
+        await asyncio.to_thread(_check_event_json, body, context)
+    else:
+        _check_event_json(body, context)
     return body
+
+
+def _check_event_json(body: bytes, context: str) -> None:
+    try:
+        json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidRequestContentException(f"{context}: {reason}") from exc
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _content_type(value: str) -> str:
+    """The runtime's Content-Type if it is a clean header value, else a neutral one."""
+    if value and value.isascii() and value.isprintable():
+        return value
+    return "application/octet-stream"
 
 
 def _client_context(value: str | None) -> str | None:

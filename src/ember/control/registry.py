@@ -14,6 +14,7 @@ is called after every change of code, configuration or existence of a function.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,6 +38,8 @@ from ember.model.arns import function_arn
 from ember.model.functions import CodeInfo, FunctionRecord, State, UpdateStatus
 from ember.store.base import Store
 from ember.store.blobs import BlobStore
+
+log = logging.getLogger("ember.control")
 
 REVISION_MISMATCH = (
     "The Revision Id provided does not match the latest Revision Id. "
@@ -116,7 +119,8 @@ class FunctionRegistry:
         return record
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
-        command = parse_update_code(body)
+        self.get(name)  # a missing function is a 404 before any work on the upload
+        command = await asyncio.to_thread(parse_update_code, body)
         if command.publish:
             raise InvalidParameterValueException(
                 "Publish is not supported yet by Ember: update the code without it."
@@ -177,7 +181,7 @@ class FunctionRegistry:
         return record
 
     async def _store_code(self, zip_file: bytes) -> CodeInfo:
-        summary = inspect_zip(zip_file)
+        summary = await asyncio.to_thread(inspect_zip, zip_file)  # decompresses: off the loop
         await self._blobs.put_zip(summary.sha256_hex, zip_file)
         await self._blobs.unpacked(summary.sha256_hex)
         return CodeInfo(summary.sha256_hex, summary.sha256_b64, summary.size)
@@ -189,6 +193,12 @@ class FunctionRegistry:
 
     async def _settle(self, name: str) -> None:
         """Pending → Active, InProgress → Successful (the code is unpacked by now)."""
+        try:
+            await self._settle_locked(name)
+        except Exception:
+            log.exception("could not finish the update of %s; retried at the next start", name)
+
+    async def _settle_locked(self, name: str) -> None:
         async with self._lock:
             current = self._functions.get(name)
             if current is None:

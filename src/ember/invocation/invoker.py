@@ -95,7 +95,7 @@ class Invoker:
         outcome = await env.initialize(start, self._init_timeout_s)
         if outcome.status is not Status.OK:
             status = "timeout" if outcome.status is Status.TIMEOUT else "error"
-            error_type = _init_error_type(outcome)
+            error_type = None if status == "timeout" else _init_error_type(outcome)
             env.log.line(lines.init_report(outcome.duration_ms, "init", status, error_type))
         return outcome
 
@@ -132,6 +132,7 @@ class Invoker:
         else:
             payload = envmod.platform_error(error_type, request_id, envmod.exit_message(init))
         env.log.line(lines.start(request_id, record.version))
+        env.log.flush_partial()
         env.log.line(lines.end(request_id))
         status = "timeout" if init.status is Status.TIMEOUT else "error"
         env.log.line(
@@ -169,6 +170,7 @@ class Invoker:
             message = envmod.OOM_MESSAGE if oom else envmod.exit_message(outcome)
             payload = envmod.platform_error(error_type, request_id, message)
             content_type, status = "application/json", "error"
+        env.log.flush_partial()
         env.log.line(lines.end(request_id))
         env.log.line(
             lines.report(

@@ -7,7 +7,6 @@ the function cannot override. Nothing of the server's own environment is passed 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import string
 
@@ -16,7 +15,7 @@ from ember.clock import Clock
 from ember.errors import InvalidRuntimeException
 from ember.invocation.environment import ExecutionEnvironment
 from ember.invocation.envlog import EnvironmentLog
-from ember.model.arns import function_arn
+from ember.model.arns import function_arn, runtime_version_arn
 from ember.model.functions import FunctionRecord
 from ember.observe.lines import log_stream_name
 from ember.observe.logs import LogWriter
@@ -129,11 +128,7 @@ class Launcher:
         return function_arn(self._region, self._account, name, qualifier)
 
     def runtime_version_arn(self, runtime: Runtime) -> str:
-        return f"arn:aws:lambda:{self._region}::runtime:{_runtime_id(runtime)}"
-
-
-def _runtime_id(runtime: Runtime) -> str:
-    return hashlib.sha256(runtime.version_label.encode()).hexdigest()
+        return runtime_version_arn(self._region, runtime.identifier)
 
 
 def _execution_credentials() -> tuple[str, str]:

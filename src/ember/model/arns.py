@@ -22,6 +22,7 @@ Cross-region and cross-account references (Ember serves one region of one accoun
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -210,3 +211,9 @@ def merge_qualifier(name_qualifier: str | None, query_qualifier: str | None) -> 
             "The derived qualifier from the function name does not match the specified qualifier."
         )
     return query_qualifier
+
+
+def runtime_version_arn(region: str, runtime: str) -> str:
+    """``arn:aws:lambda:<region>::runtime:<id>``: the id is a hash of the runtime name."""
+    digest = hashlib.sha256(runtime.encode()).hexdigest()
+    return f"arn:aws:lambda:{region}::runtime:{digest}"

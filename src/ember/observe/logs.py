@@ -2,7 +2,13 @@
 
 ``emit`` never blocks and never awaits: the invoke path only appends to a list. A
 background task writes whatever has accumulated in one transaction, so a burst of
-invocations costs one commit. ``flush`` waits until everything emitted so far is stored.
+invocations costs one commit. ``flush`` waits until everything emitted so far is stored
+(or dropped).
+
+Bounds: the buffer holds at most ``MAX_BUFFERED`` events; beyond that, events are
+dropped and counted (a function printing in a tight loop cannot exhaust the server's
+memory), and the first event after a drop says how many were lost. A failed write is
+logged and its batch counted as dropped; the writer carries on.
 
 Scope: one per server. Invariant: events of one stream are stored in emit order.
 """
@@ -11,9 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from ember.clock import Clock
 from ember.store.base import LogEvent, Store
+
+log = logging.getLogger("ember.logs")
+MAX_BUFFERED = 100_000  # events waiting to be written; more are dropped and counted
 
 
 class LogWriter:
@@ -26,6 +36,8 @@ class LogWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
+        self.dropped = 0
+        self._dropped_since_report = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -33,6 +45,14 @@ class LogWriter:
     def emit(self, group: str, stream: str, message: str, timestamp_ms: int | None = None) -> None:
         if timestamp_ms is None:
             timestamp_ms = int(self._clock.wall() * 1000)
+        if len(self._buffer) >= MAX_BUFFERED:
+            self.dropped += 1
+            self._dropped_since_report += 1
+            return
+        if self._dropped_since_report:
+            note = f"EMBER_LOGS_DROPPED {self._dropped_since_report} log events were dropped\n"
+            self._buffer.append(LogEvent(group, stream, timestamp_ms, note))
+            self._dropped_since_report = 0
         self._buffer.append(LogEvent(group, stream, timestamp_ms, message))
         self._idle.clear()
         self._wakeup.set()
@@ -63,6 +83,12 @@ class LogWriter:
 
     async def _write_batch(self) -> None:
         batch, self._buffer = self._buffer, []
-        if batch:
+        if not batch:
+            return
+        try:
             await self._store.append_logs(batch)
-            self.written += len(batch)
+        except Exception:
+            log.exception("could not store %d log events; they are dropped", len(batch))
+            self.dropped += len(batch)
+            return
+        self.written += len(batch)
