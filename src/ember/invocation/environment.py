@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ember.agent.protocol import (
@@ -34,6 +35,8 @@ from ember.agent.protocol import (
 from ember.clock import Clock
 from ember.invocation.envlog import EnvironmentLog
 from ember.sandbox.base import Sandbox
+
+SlowMark = tuple[float, Callable[[], None]]
 
 
 class EnvState(enum.StrEnum):
@@ -115,9 +118,16 @@ class ExecutionEnvironment:
         finally:
             timer.cancel()
 
-    async def initialize(self, start: StartMeta, timeout_s: float) -> Outcome:
-        """Start the runtime and wait for its first ``/next`` (or its failure)."""
-        outcome = await self._exchange(encode(Kind.START, dict(start)), None, timeout_s)
+    async def initialize(
+        self, start: StartMeta, timeout_s: float, slow: SlowMark | None = None
+    ) -> Outcome:
+        """Start the runtime and wait for its first ``/next`` (or its failure).
+
+        ``slow`` = (seconds, callback): the callback runs once if init is still going then
+        (Lambda's 10 s init limit, after which init continues in the invoke phase).
+        """
+        frame = encode(Kind.START, dict(start))
+        outcome = await self._exchange(frame, None, timeout_s, slow)
         if outcome.status is Status.OK:
             self.init_ms = outcome.duration_ms
             self.transition(EnvState.READY)
@@ -150,12 +160,17 @@ class ExecutionEnvironment:
             await self._pump
 
     async def _exchange(
-        self, frame: list[bytes], request_id: str | None, timeout_s: float
+        self,
+        frame: list[bytes],
+        request_id: str | None,
+        timeout_s: float,
+        slow: SlowMark | None = None,
     ) -> Outcome:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending, self._pending_id = future, request_id
         self._started_at = self._clock.monotonic()
         timer = self._clock.call_later(timeout_s, lambda: self._resolve(Outcome(Status.TIMEOUT)))
+        slow_timer = self._clock.call_later(*slow) if slow else None
         if not self.alive:  # the agent is already gone
             self._resolve(Outcome(Status.EXIT))
         try:
@@ -163,6 +178,8 @@ class ExecutionEnvironment:
             outcome = await future
         finally:
             timer.cancel()
+            if slow_timer is not None:
+                slow_timer.cancel()
             self._pending = self._pending_id = None
         elapsed = (self._clock.monotonic() - self._started_at) * 1000
         if outcome.status is Status.OK and request_id is None:

@@ -74,8 +74,8 @@ class Invoker:
             if start is not None:
                 if request.tail:  # an init failure's tail shows the INIT lines too
                     env.log.begin_tail()
-                init = await self._initialize(env, record, start)
-                init_ms = init.duration_ms
+                init, suppressed = await self._initialize(env, record, start)
+                init_ms = None if suppressed else init.duration_ms
                 if init.status is not Status.OK:
                     return self._init_failed(env, record, request, request_id, init)
             if request.tail:
@@ -88,16 +88,32 @@ class Invoker:
 
     async def _initialize(
         self, env: ExecutionEnvironment, record: FunctionRecord, start: StartMeta
-    ) -> Outcome:
+    ) -> tuple[Outcome, bool]:
+        """Init, and whether it overran the init limit (a "suppressed" init).
+
+        Lambda gives on-demand init 10 s; past that, INIT_REPORT says ``Status: timeout``
+        and init goes on in the invoke phase, within the function's timeout. Ember lets the
+        same init continue (Lambda restarts it), so it succeeds exactly when Lambda's would.
+        """
         runtime = self._launcher.runtime(record)
         arn = self._launcher.runtime_version_arn(runtime)
         env.log.line(lines.init_start(runtime.version_label, arn))
-        outcome = await env.initialize(start, self._init_timeout_s)
+        limit = self._init_timeout_s
+        overran: list[bool] = []
+
+        def init_limit_passed() -> None:
+            overran.append(True)
+            env.log.line(lines.init_report(limit * 1000, "init", "timeout", None))
+
+        outcome = await env.initialize(
+            start, limit + record.config.timeout, slow=(limit, init_limit_passed)
+        )
         if outcome.status is not Status.OK:
             status = "timeout" if outcome.status is Status.TIMEOUT else "error"
             error_type = None if status == "timeout" else _init_error_type(outcome)
-            env.log.line(lines.init_report(outcome.duration_ms, "init", status, error_type))
-        return outcome
+            phase = "invoke" if overran else "init"
+            env.log.line(lines.init_report(outcome.duration_ms, phase, status, error_type))
+        return outcome, bool(overran)
 
     def _meta(
         self, record: FunctionRecord, request: InvocationRequest, request_id: str
@@ -127,7 +143,7 @@ class Invoker:
         if init.status is Status.INIT_ERROR:
             payload = init.payload
         elif init.status is Status.TIMEOUT:
-            message = f"Task timed out after {self._init_timeout_s:.2f} seconds"
+            message = f"Task timed out after {record.config.timeout:.2f} seconds"
             payload = envmod.platform_error("Sandbox.Timedout", request_id, message)
         else:
             payload = envmod.platform_error(error_type, request_id, envmod.exit_message(init))

@@ -8,8 +8,9 @@ import json
 import re
 from typing import Any
 
-from ember.agent.protocol import Frame, Kind
+from ember.agent.protocol import Frame, Kind, encode
 from ember.invocation.invoker import InvocationRequest
+from ember.testing import echo_agent
 from tests.unit.invocation.conftest import Plane
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
@@ -128,3 +129,49 @@ async def test_a_runtime_that_answers_then_exits_is_not_handed_the_next_invoke(
         assert result.function_error is None
         assert result.payload == b"{}"
     assert len(plane.backend.started) == 3
+
+
+async def _slow_init(plane: Plane, finish_after_s: float | None) -> tuple[Any, list[str]]:
+    """Invoke a function whose init takes ``finish_after_s`` (None: never finishes)."""
+    started = asyncio.Event()
+    agent: list[Any] = []
+
+    def slow(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        if frame.kind is Kind.START:
+            agent.append(plane.backend.started[-1])
+            started.set()
+            return []
+        return echo_agent(frame)
+
+    plane.backend.script = slow
+    task = asyncio.create_task(plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN)))
+    await started.wait()
+    plane.clock.advance(10.5)  # past Lambda's 10 s init limit
+    if finish_after_s is not None:
+        init_done = encode(Kind.INIT_DONE, {"init_ms": finish_after_s * 1000})
+        agent[0]._agent_writer.writelines(init_done)
+    else:
+        plane.clock.advance(3.0)  # and past the function's 3 s timeout too
+    result = await task
+    await plane.logs.flush()
+    return result, [e.message for e in await plane.store.read_logs("/aws/lambda/fn")]
+
+
+async def test_an_init_past_the_limit_goes_on_in_the_invoke_phase(plane: Plane) -> None:
+    result, messages = await _slow_init(plane, finish_after_s=11.0)
+    assert result.function_error is None
+    assert "INIT_REPORT Init Duration: 10000.00 ms\tPhase: init\tStatus: timeout\n" in messages
+    report = messages[-1]
+    assert report.startswith(f"REPORT RequestId: {result.request_id}\t")
+    assert "Init Duration" not in report  # a suppressed init is not reported as one
+
+
+async def test_an_init_that_never_ends_times_out_with_the_function_timeout(plane: Plane) -> None:
+    result, messages = await _slow_init(plane, finish_after_s=None)
+    assert json.loads(result.payload) == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": f"RequestId: {result.request_id} Error: Task timed out after 3.00 seconds",
+    }
+    assert any(
+        m.startswith("INIT_REPORT") and "\tPhase: invoke\tStatus: timeout\n" in m for m in messages
+    )
