@@ -1,6 +1,7 @@
 """Imports point one way (DESIGN.md, docs/ARCHITECTURE.md):
 
-    cli.serve → app → api → control, invocation → sandbox (base), runtimes, store, observe
+    cli.serve → app → api → events → control, invocation → sandbox (base), runtimes, store,
+      observe
       → model, errors, clock, settings, sigv4
 
 The agent and the runtime clients import nothing from the server side; the CLI's client
@@ -41,8 +42,19 @@ ALLOWED: dict[str, set[str]] = {
         "agent",
     },
     "control": {"control", "store", "model", "errors", "clock", "runtimes"},
+    "events": {
+        "events",
+        "invocation",
+        "control",
+        "store",
+        "observe",
+        "model",
+        "errors",
+        "clock",
+    },
     "api": {
         "api",
+        "events",
         "control",
         "invocation",
         "store",
@@ -54,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "app": {
         "api",
+        "events",
         "control",
         "invocation",
         "sandbox",

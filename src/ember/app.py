@@ -19,13 +19,20 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
 from ember.api.server import Services, build_app
+from ember.api.sqs import SqsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
 from ember.control.registry import FunctionRegistry
+from ember.events.caller import InvokerCaller
+from ember.events.mappings import MappingService
+from ember.events.poller import MappingPoller
+from ember.events.queues import QueueService
+from ember.events.store import EventsStore
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
@@ -58,6 +65,9 @@ class Ember:
     placement: Placement
     invoker: Invoker
     app: Starlette
+    events_store: EventsStore | None = None
+    queues: QueueService | None = None
+    mappings: MappingService | None = None
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -98,8 +108,25 @@ class Ember:
         functions = FunctionsApi(
             registry, blobs, secrets.token_bytes(32), settings.region, settings.account_id
         )
+        events_store = await EventsStore.open(data / "events.db")
+        queues = QueueService(events_store, clock, settings.region, settings.account_id)
+        caller = InvokerCaller(registry, invoker)
+        mappings = MappingService(
+            events_store,
+            queues,
+            registry,
+            lambda mapping: MappingPoller(mapping, queues, caller, clock),
+            clock,
+        )
         services = Services(
-            auth, registry, functions, InvokeApi(functions, registry, invoker), store, logs
+            auth,
+            registry,
+            functions,
+            InvokeApi(functions, registry, invoker),
+            store,
+            logs,
+            sqs=SqsApi(queues, auth),
+            event_sources=EventSourcesApi(mappings),
         )
         ember = cls(
             settings,
@@ -111,13 +138,20 @@ class Ember:
             placement,
             invoker,
             build_app(services),
+            events_store=events_store,
+            queues=queues,
+            mappings=mappings,
         )
         await ember._start()
         return ember
 
     async def _start(self) -> None:
         await self.registry.load()
+        if self.queues is not None:
+            await self.queues.load()
         self.logs.start()
+        if self.mappings is not None:
+            await self.mappings.load()  # last: pollers resume and invoke at once
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
@@ -130,10 +164,14 @@ class Ember:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        if self.mappings is not None:
+            await self.mappings.close()  # pollers first: invokes in flight end
         await self.placement.close()
         await self.registry.close()
         await self.logs.close()
         await self.backend.close()
+        if self.events_store is not None:
+            await self.events_store.close()
         await self.store.close()
 
 

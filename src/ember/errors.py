@@ -9,11 +9,14 @@ Every exception the platform raises on purpose is defined here, nowhere else::
     │   ├── InvalidRequestContentException     400
     │   ├── ValidationException                400 (unmodelled in botocore, still surfaced)
     │   ├── ResourceConflictException          409
+    │   ├── ResourceInUseException             400
     │   ├── PreconditionFailedException        412
     │   ├── RequestEntityTooLargeException     413 (the wire name; the model says RequestTooLarge)
     │   ├── UnsupportedMediaTypeException      415
     │   ├── TooManyRequestsException           429 (+ Reason, Retry-After)
     │   ├── UnknownOperationException          404 (no route)
+    │   ├── SqsError                           400, SQS's shape (``__type`` + x-amzn-query-error)
+    │   │   └── QueueDoesNotExist, ReceiptHandleIsInvalid, … (one per botocore SQS shape)
     │   └── AuthError                          403
     │       ├── MissingAuthenticationTokenException
     │       ├── UnrecognizedClientException
@@ -85,6 +88,13 @@ class ValidationException(ClientError):
 class ResourceConflictException(ClientError):
     code = "ResourceConflictException"
     status = 409
+    message_field = "message"
+
+
+class ResourceInUseException(ClientError):
+    """The resource is busy with another change (e.g. an event source mapping being deleted)."""
+
+    code = "ResourceInUseException"
     message_field = "message"
 
 
@@ -173,3 +183,115 @@ class InvalidRuntimeException(PlatformError):
 
 class SandboxError(PlatformError):
     """A sandbox backend could not start, talk to, or stop an environment."""
+
+
+# --- SQS (the built-in queue service) ------------------------------------------------
+# SQS speaks awsJson1.0 with query-compatible errors: the body's ``__type`` names the
+# botocore shape, and ``x-amzn-query-error: <query code>;Sender`` carries the code that
+# boto3 reports as ``Error.Code`` (and maps to ``client.exceptions.<shape>``).
+
+
+class SqsError(ClientError):
+    """A client error of the SQS protocol; ``code`` is botocore's shape name."""
+
+    code = "InvalidParameterValueException"
+    query_code: ClassVar[str] = "InvalidParameterValue"
+    message_field = "message"
+
+    def body(self) -> dict[str, str]:
+        return {"__type": f"com.amazonaws.sqs#{self.code}", "message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        return {"x-amzn-query-error": f"{self.query_code};Sender"}
+
+
+class SqsInvalidParameterValue(SqsError):
+    code = "InvalidParameterValueException"
+    query_code = "InvalidParameterValue"
+
+
+class SqsMissingParameter(SqsError):
+    code = "MissingParameter"
+    query_code = "MissingParameter"
+
+
+class SqsUnknownOperation(SqsError):
+    code = "UnknownOperationException"
+    query_code = "InvalidAction"
+
+
+class QueueDoesNotExist(SqsError):
+    code = "QueueDoesNotExist"
+    query_code = "AWS.SimpleQueueService.NonExistentQueue"
+
+
+class QueueNameExists(SqsError):
+    code = "QueueNameExists"
+    query_code = "QueueAlreadyExists"
+
+
+class QueueDeletedRecently(SqsError):
+    code = "QueueDeletedRecently"
+    query_code = "AWS.SimpleQueueService.QueueDeletedRecently"
+
+
+class ReceiptHandleIsInvalid(SqsError):
+    code = "ReceiptHandleIsInvalid"
+    query_code = "ReceiptHandleIsInvalid"
+
+
+class MessageNotInflight(SqsError):
+    code = "MessageNotInflight"
+    query_code = "AWS.SimpleQueueService.MessageNotInflight"
+
+
+class TooManyEntriesInBatchRequest(SqsError):
+    code = "TooManyEntriesInBatchRequest"
+    query_code = "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
+
+
+class EmptyBatchRequest(SqsError):
+    code = "EmptyBatchRequest"
+    query_code = "AWS.SimpleQueueService.EmptyBatchRequest"
+
+
+class BatchEntryIdsNotDistinct(SqsError):
+    code = "BatchEntryIdsNotDistinct"
+    query_code = "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
+
+
+class InvalidBatchEntryId(SqsError):
+    code = "InvalidBatchEntryId"
+    query_code = "AWS.SimpleQueueService.InvalidBatchEntryId"
+
+
+class BatchRequestTooLong(SqsError):
+    code = "BatchRequestTooLong"
+    query_code = "AWS.SimpleQueueService.BatchRequestTooLong"
+
+
+class InvalidAttributeName(SqsError):
+    code = "InvalidAttributeName"
+    query_code = "InvalidAttributeName"
+
+
+class InvalidAttributeValue(SqsError):
+    code = "InvalidAttributeValue"
+    query_code = "InvalidAttributeValue"
+
+
+class InvalidMessageContents(SqsError):
+    code = "InvalidMessageContents"
+    query_code = "InvalidMessageContents"
+
+
+class PurgeQueueInProgress(SqsError):
+    code = "PurgeQueueInProgress"
+    query_code = "AWS.SimpleQueueService.PurgeQueueInProgress"
+
+
+class SqsUnsupportedOperation(SqsError):
+    """Also the answer to a FIFO queue: Ember's queues are standard queues only."""
+
+    code = "UnsupportedOperation"
+    query_code = "AWS.SimpleQueueService.UnsupportedOperation"

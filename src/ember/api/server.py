@@ -6,6 +6,7 @@ trailing slash is matched with and without it. Anything else is an AWS-shaped 40
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
-from ember.api.http import Authenticator, Handler, error_response, json_response, operation
+from ember.api.http import (
+    Authenticator,
+    Handler,
+    error_response,
+    json_response,
+    operation,
+    parse_count,
+)
 from ember.api.invoke import InvokeApi
+from ember.api.sqs import SqsApi
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, UnknownOperationException
 from ember.observe.logs import LogWriter
@@ -34,6 +44,8 @@ class Services:
     invoke: InvokeApi
     store: Store
     logs: LogWriter
+    sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
+    event_sources: EventSourcesApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -59,10 +71,27 @@ def build_app(services: Services) -> Starlette:
         Route("/ember/code/{sha:str}.zip", _unsigned(functions.download_code), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
     ]
+    if services.sqs is not None:
+        routes.append(Route("/", services.sqs.endpoint, methods=["POST"]))
+    if services.event_sources is not None:
+        routes.extend(_event_source_routes(services.event_sources, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
     return app
+
+
+def _event_source_routes(api: EventSourcesApi, op: Callable[[Handler], Any]) -> list[Route]:
+    esm = "/2015-03-31/event-source-mappings"
+    return [
+        Route(esm, op(api.create), methods=["POST"]),
+        Route(esm + "/", op(api.create), methods=["POST"]),
+        Route(esm, op(api.list), methods=["GET"]),
+        Route(esm + "/", op(api.list), methods=["GET"]),
+        Route(esm + "/{uuid}", op(api.get), methods=["GET"]),
+        Route(esm + "/{uuid}", op(api.update), methods=["PUT"]),
+        Route(esm + "/{uuid}", op(api.delete), methods=["DELETE"]),
+    ]
 
 
 def _account_settings(services: Services) -> Handler:
@@ -96,8 +125,8 @@ def _read_logs(services: Services) -> Handler:
         events = await services.store.read_logs(
             query.get("group", ""),
             stream=query.get("stream"),
-            after_seq=int(query.get("after", "0") or 0),
-            limit=min(int(query.get("limit", "1000") or 1000), 10000),
+            after_seq=parse_count(query.get("after")) or 0,
+            limit=min(parse_count(query.get("limit")) or 1000, 10000),
         )
         return json_response(
             {

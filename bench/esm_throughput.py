@@ -1,0 +1,190 @@
+"""Messages per second through an SQS event source mapping with a no-op function.
+
+Run by hand (never in the test suite):
+
+    .venv/bin/python bench/esm_throughput.py [--messages 5000] [--batch-size 10]
+        [--concurrency 5] [--sandbox namespace]
+
+It starts its own ``ember serve`` (loopback, temporary data dir, dummy credentials),
+fills a queue, and times how long a mapping takes to drain it (from CreateEventSourceMapping
+to an empty queue, the function already warm). Floors measured in the same run:
+
+- API drain: one boto3 client receiving 10 at a time and deleting them in batches, no
+  function (what the queue service alone sustains for a single consumer over HTTP);
+- serial invokes: warm no-op invokes through boto3, times the batch size (what one
+  poller could reach if invoking were all it did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+NOOP = "def handler(event, context):\n    return None\n"
+READY = re.compile(r"Ember listening on (http://[\d.]+:\d+)")
+ROLE = "arn:aws:iam::000000000000:role/bench"
+KEY, SECRET = "AKIABENCHESM00000000", "bench-secret"
+
+
+def start_server(data_dir: Path, sandbox: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "EMBER_ACCESS_KEY_ID": KEY, "EMBER_SECRET_ACCESS_KEY": SECRET}
+    argv = [sys.executable, "-m", "ember.cli.main", "serve", "--port", "0"]
+    argv += ["--data-dir", str(data_dir), "--sandbox", sandbox]
+    process = subprocess.Popen(
+        argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if match := READY.search(line):
+            threading.Thread(target=process.stderr.read, daemon=True).start()  # drain
+            return process, match.group(1)
+    raise RuntimeError("server did not start")
+
+
+def client(url: str, service: str) -> Any:
+    import boto3  # noqa: PLC0415 - after AWS_EC2_METADATA_DISABLED is set above
+    from botocore.config import Config  # noqa: PLC0415 - same
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"max_attempts": 1}, max_pool_connections=20),
+    )
+
+
+def fill(sqs: Any, url: str, count: int) -> float:
+    """Send ``count`` messages in batches of 10; returns messages per second."""
+    started = time.perf_counter()
+    for start in range(0, count, 10):
+        entries = [{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    return count / (time.perf_counter() - started)
+
+
+def api_drain(sqs: Any, url: str, count: int) -> float:
+    """One client receiving and batch-deleting until ``count`` messages are gone."""
+    started, done = time.perf_counter(), 0
+    while done < count:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if messages:
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+            done += len(messages)
+    return count / (time.perf_counter() - started)
+
+
+def serial_invokes(lam: Any, repeat: int) -> float:
+    for _ in range(20):
+        response = lam.invoke(FunctionName="noop", Payload=b"{}")
+        assert "FunctionError" not in response, response["Payload"].read()
+    started = time.perf_counter()
+    for _ in range(repeat):
+        lam.invoke(FunctionName="noop", Payload=b"{}")
+    return repeat / (time.perf_counter() - started)
+
+
+def mapping_drain(sqs: Any, lam: Any, url: str, arn: str, args: argparse.Namespace) -> float:
+    settings: dict[str, Any] = {"BatchSize": args.batch_size}
+    if args.batch_size > 10:
+        settings["MaximumBatchingWindowInSeconds"] = 1
+    if args.concurrency >= 2:
+        settings["ScalingConfig"] = {"MaximumConcurrency": args.concurrency}
+    started = time.perf_counter()
+    mapping = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="noop", **settings)
+    while True:
+        assert time.perf_counter() - started < 600, "the mapping did not drain the queue"
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        if (
+            counts["ApproximateNumberOfMessages"]
+            == counts["ApproximateNumberOfMessagesNotVisible"]
+            == "0"
+        ):
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    result = lam.get_event_source_mapping(UUID=mapping["UUID"])["LastProcessingResult"]
+    assert result == "OK", result
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+    return float(args.messages / elapsed)
+
+
+def run(url: str, args: argparse.Namespace) -> dict[str, float]:
+    sqs, lam = client(url, "sqs"), client(url, "lambda")
+    lam.create_function(
+        FunctionName="noop",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": _zip(NOOP)},
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName="noop")
+    queue = sqs.create_queue(QueueName="bench", Attributes={"VisibilityTimeout": "300"})
+    url_q = queue["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url_q, AttributeNames=["QueueArn"])["Attributes"]
+    results = {"send (batches of 10), msgs/s": fill(sqs, url_q, args.messages)}
+    progress(results)
+    results["floor: API drain, one client, msgs/s"] = api_drain(sqs, url_q, args.messages)
+    progress(results)
+    invokes = serial_invokes(lam, 500)
+    results["floor: serial warm invokes/s"] = invokes
+    results[f"floor: serial invokes x batch {args.batch_size}, msgs/s"] = invokes * args.batch_size
+    progress(results)
+    fill(sqs, url_q, args.messages)
+    results["event source mapping, msgs/s"] = mapping_drain(sqs, lam, url_q, arn["QueueArn"], args)
+    return results
+
+
+def progress(results: dict[str, float]) -> None:
+    name, value = list(results.items())[-1]
+    print(f"{name}: {value:,.0f}", file=sys.stderr, flush=True)
+
+
+def _zip(source: str) -> bytes:
+    import io  # noqa: PLC0415 - only here
+    import zipfile  # noqa: PLC0415 - only here
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        entry = zipfile.ZipInfo("app.py", date_time=(2024, 1, 1, 0, 0, 0))
+        entry.external_attr = 0o100644 << 16  # readable by the sandbox's unprivileged user
+        archive.writestr(entry, source)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=5)
+    parser.add_argument("--sandbox", default="namespace")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data_dir:
+        process, url = start_server(Path(data_dir), args.sandbox)
+        try:
+            results = run(url, args)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print(json.dumps({"args": vars(args), "results": results}, indent=2))
+    for name, value in results.items():
+        print(f"| {name} | {value:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
