@@ -1,8 +1,11 @@
 """The embedded store: one SQLite database in WAL mode, driven through aiosqlite.
 
 aiosqlite runs every statement on its own worker thread, so nothing here blocks the
-event loop. WAL with ``synchronous=NORMAL`` survives a kill of the server process (a
-committed transaction is in the WAL before ``commit`` returns).
+event loop. Every cursor is closed explicitly (``async with``), on that thread: a cursor
+left to the garbage collector is reset on the loop thread, racing the worker that may be
+reusing the same cached statement (SQLITE_MISUSE under load). WAL with
+``synchronous=NORMAL`` survives a kill of the server process (a committed transaction is
+in the WAL before ``commit`` returns).
 """
 
 from __future__ import annotations
@@ -46,27 +49,30 @@ class SqliteStore:
     async def open(cls, path: Path) -> SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path)
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA synchronous=NORMAL")
+        for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"):
+            async with connection.execute(pragma):
+                pass
         await connection.executescript(SCHEMA)
         await connection.commit()
         return cls(connection)
 
     async def create_function(self, record: FunctionRecord) -> bool:
-        cursor = await self._db.execute(
+        async with self._db.execute(
             "INSERT OR IGNORE INTO functions (name, revision, record) VALUES (?, ?, ?)",
             (record.name, record.revision_id, dump_record(record)),
-        )
+        ) as cursor:
+            inserted = cursor.rowcount == 1
         await self._db.commit()
-        return cursor.rowcount == 1
+        return inserted
 
     async def replace_function(self, record: FunctionRecord, expected_revision: str) -> bool:
-        cursor = await self._db.execute(
+        async with self._db.execute(
             "UPDATE functions SET revision = ?, record = ? WHERE name = ? AND revision = ?",
             (record.revision_id, dump_record(record), record.name, expected_revision),
-        )
+        ) as cursor:
+            replaced = cursor.rowcount == 1
         await self._db.commit()
-        return cursor.rowcount == 1
+        return replaced
 
     async def get_function(self, name: str) -> FunctionRecord | None:
         async with self._db.execute(
@@ -81,15 +87,17 @@ class SqliteStore:
         return [load_record(row[0]) for row in rows]
 
     async def delete_function(self, name: str) -> bool:
-        cursor = await self._db.execute("DELETE FROM functions WHERE name = ?", (name,))
+        async with self._db.execute("DELETE FROM functions WHERE name = ?", (name,)) as cursor:
+            deleted = cursor.rowcount == 1
         await self._db.commit()
-        return cursor.rowcount == 1
+        return deleted
 
     async def append_logs(self, events: Sequence[LogEvent]) -> None:
-        await self._db.executemany(
+        async with self._db.executemany(
             "INSERT INTO log_events (log_group, log_stream, ts, message) VALUES (?, ?, ?, ?)",
             [(e.group, e.stream, e.timestamp_ms, e.message) for e in events],
-        )
+        ):
+            pass
         await self._db.commit()
 
     async def read_logs(
