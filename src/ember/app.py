@@ -159,6 +159,11 @@ class Ember:
             await asyncio.sleep(self.settings.reap_interval_s)
             self.placement.reap()
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM/SIGINT: end long polls now, so only real work holds the server up."""
+        if self.queues is not None:
+            self.queues.drain()
+
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()

@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -51,7 +51,7 @@ async def _serve(settings: Settings) -> None:
             log_level="warning",
             timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
         )
-        server = _Server(config)
+        server = _Server(config, ember.begin_shutdown)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_exit)
@@ -69,12 +69,17 @@ class _Server(uvicorn.Server):
     before Ember stops its environments; Ember installs its handlers on the loop instead.
     """
 
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
     def request_exit(self) -> None:
-        log.info("shutting down")
+        log.info("shutting down: in-flight requests get up to the graceful-shutdown time")
+        self._on_exit()
         self.should_exit = True
 
 

@@ -55,6 +55,7 @@ class QueueService:
         self.region = region
         self.account = account
         self._queues: dict[str, QueueState] = {}
+        self._draining = False  # shutting down: long polls end at once, empty
         self._deleted_at: dict[str, float] = {}
         self._counters = {"sent": 0, "received": 0, "deleted": 0, "dead_lettered": 0}
 
@@ -204,6 +205,12 @@ class QueueService:
         self._counters["sent"] += len(messages)
         return messages
 
+    def drain(self) -> None:
+        """The server is stopping: every long poll returns now (empty, as on a timeout)."""
+        self._draining = True
+        for queue in self._queues.values():
+            queue.wake()
+
     def max_message_bytes(self, name: str) -> int:
         return min(self._queue(name).config.max_message_bytes, MAX_MESSAGE_BYTES)
 
@@ -222,7 +229,7 @@ class QueueService:
                 self._counters["received"] += len(claim.received)
                 return claim.received
             remaining = deadline - self._clock.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._draining:
                 return []
             await queue.wait(remaining)
             queue = self._queue(name)  # deleted while waiting => QueueDoesNotExist

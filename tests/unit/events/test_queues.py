@@ -170,3 +170,12 @@ async def test_messages_and_visibility_survive_a_reopen(
     clock.advance(30)
     (back,) = await reopened.receive("q", 10, wait_s=0)
     assert (back.message_id, back.receive_count) == (received.message_id, 2)
+
+
+async def test_drain_ends_long_polls_at_once(queues: QueueService) -> None:
+    await queues.create("q", {})
+    poll = asyncio.create_task(queues.receive("q", 10, wait_s=20))
+    await asyncio.sleep(0)  # let the poll start waiting (the manual clock never moves)
+    assert not poll.done()
+    queues.drain()  # SIGTERM: the server is stopping
+    assert await poll == []
