@@ -19,6 +19,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from ember.api.concurrency import ConcurrencyApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import Authenticator
@@ -33,6 +34,7 @@ from ember.events.mappings import MappingService
 from ember.events.poller import MappingPoller
 from ember.events.queues import QueueService
 from ember.events.store import EventsStore
+from ember.invocation.counting import DEFAULT_ACCOUNT_LIMIT, Counting
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
@@ -90,7 +92,6 @@ class Ember:
             clock,
             settings.keep_alive_s,
         )
-        invoker = Invoker(launcher, placement, clock, settings.init_timeout_s)
         registry = FunctionRegistry(
             store,
             blobs,
@@ -99,6 +100,15 @@ class Ember:
             settings.account_id,
             runtimes=catalogue.identifiers,
             on_change=placement.retire,
+            account_concurrency=DEFAULT_ACCOUNT_LIMIT,
+        )
+        invoker = Invoker(
+            launcher,
+            placement,
+            clock,
+            settings.init_timeout_s,
+            Counting(registry.account_concurrency),
+            unreserved_pool=registry.unreserved_pool,
         )
         auth = Authenticator(
             {credentials.access_key_id: credentials.secret_access_key},
@@ -127,6 +137,7 @@ class Ember:
             logs,
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
+            concurrency=ConcurrencyApi(functions, registry, invoker, placement),
         )
         ember = cls(
             settings,

@@ -74,6 +74,8 @@ class FunctionsApi:
         }
         if record.tags:
             shape["Tags"] = dict(record.tags)
+        if record.reserved_concurrency is not None:
+            shape["Concurrency"] = {"ReservedConcurrentExecutions": record.reserved_concurrency}
         return json_response(shape)
 
     async def get_configuration(self, request: Request, _body: bytes) -> Response:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api.concurrency import ConcurrencyApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import (
@@ -32,7 +33,6 @@ from ember.errors import EmberError, UnknownOperationException
 from ember.observe.logs import LogWriter
 from ember.store.base import Store
 
-ACCOUNT_CONCURRENCY = 1000
 CODE_STORAGE_LIMIT = 80530636800
 
 
@@ -46,6 +46,7 @@ class Services:
     logs: LogWriter
     sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
     event_sources: EventSourcesApi | None = None
+    concurrency: ConcurrencyApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -73,12 +74,24 @@ def build_app(services: Services) -> Starlette:
     ]
     if services.sqs is not None:
         routes.append(Route("/", services.sqs.endpoint, methods=["POST"]))
+    if services.concurrency is not None:
+        routes.extend(_concurrency_routes(services.concurrency, op))
     if services.event_sources is not None:
         routes.extend(_event_source_routes(services.event_sources, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
     return app
+
+
+def _concurrency_routes(api: ConcurrencyApi, op: Callable[[Handler], Any]) -> list[Route]:
+    path = "/functions/{name}/concurrency"
+    return [
+        Route("/2017-10-31" + path, op(api.put), methods=["PUT"]),
+        Route("/2017-10-31" + path, op(api.delete), methods=["DELETE"]),
+        Route("/2019-09-30" + path, op(api.get), methods=["GET"]),
+        Route("/ember/statistics", op(api.statistics), methods=["GET"]),
+    ]
 
 
 def _event_source_routes(api: EventSourcesApi, op: Callable[[Handler], Any]) -> list[Route]:
@@ -103,8 +116,8 @@ def _account_settings(services: Services) -> Handler:
                     "TotalCodeSize": CODE_STORAGE_LIMIT,
                     "CodeSizeUnzipped": 262144000,
                     "CodeSizeZipped": 52428800,
-                    "ConcurrentExecutions": ACCOUNT_CONCURRENCY,
-                    "UnreservedConcurrentExecutions": ACCOUNT_CONCURRENCY,
+                    "ConcurrentExecutions": services.registry.account_concurrency,
+                    "UnreservedConcurrentExecutions": services.registry.unreserved_pool(),
                 },
                 "AccountUsage": {
                     "TotalCodeSize": sum(r.code.size for r in records),

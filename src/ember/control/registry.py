@@ -41,6 +41,8 @@ from ember.store.blobs import BlobStore
 
 log = logging.getLogger("ember.control")
 
+UNRESERVED_MINIMUM = 100  # Lambda keeps at least this much of the account unreserved
+
 REVISION_MISMATCH = (
     "The Revision Id provided does not match the latest Revision Id. "
     "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
@@ -57,6 +59,7 @@ class FunctionRegistry:
         account_id: str,
         runtimes: Callable[[], list[str]],
         on_change: Callable[[str], None] = lambda _name: None,
+        account_concurrency: int = 1000,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -65,6 +68,7 @@ class FunctionRegistry:
         self._account = account_id
         self._runtimes = runtimes
         self._on_change = on_change
+        self.account_concurrency = account_concurrency
         self._functions: dict[str, FunctionRecord] = {}  # name => current $LATEST record
         self._lock = asyncio.Lock()
         self._transitions: set[asyncio.Task[None]] = set()
@@ -89,6 +93,29 @@ class FunctionRegistry:
         record = self._functions.get(name)
         if record is None or qualifier not in (None, "$LATEST"):
             raise ResourceNotFoundException(f"Function not found: {self.arn(name, qualifier)}")
+        return record
+
+    def reserved_total(self) -> int:
+        return sum(r.reserved_concurrency or 0 for r in self._functions.values())
+
+    def unreserved_pool(self) -> int:
+        """What functions without a reservation share: the account limit less reservations."""
+        return self.account_concurrency - self.reserved_total()
+
+    async def set_reserved_concurrency(self, name: str, reserved: int | None) -> FunctionRecord:
+        """PutFunctionConcurrency (an int) / DeleteFunctionConcurrency (None)."""
+        async with self._lock:
+            current = self.get(name)
+            if reserved is not None:
+                others = self.reserved_total() - (current.reserved_concurrency or 0)
+                if self.account_concurrency - others - reserved < UNRESERVED_MINIMUM:
+                    raise InvalidParameterValueException(
+                        "Specified ReservedConcurrentExecutions for function decreases "
+                        "account's UnreservedConcurrentExecution below its minimum value of "
+                        f"[{UNRESERVED_MINIMUM}]."
+                    )
+            record = replace(current, reserved_concurrency=reserved)
+            await self._replace(current, record)
         return record
 
     def list(self) -> list[FunctionRecord]:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.agent.protocol import InvokeMeta, StartMeta
 from ember.clock import Clock
 from ember.invocation import environment as envmod
+from ember.invocation.counting import DEFAULT_ACCOUNT_LIMIT, Counting
 from ember.invocation.environment import ExecutionEnvironment, Outcome, Status
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
@@ -52,12 +54,20 @@ class InvocationResult:
 
 class Invoker:
     def __init__(
-        self, launcher: Launcher, placement: Placement, clock: Clock, init_timeout_s: float
+        self,
+        launcher: Launcher,
+        placement: Placement,
+        clock: Clock,
+        init_timeout_s: float,
+        counting: Counting | None = None,
+        unreserved_pool: Callable[[], int] = lambda: DEFAULT_ACCOUNT_LIMIT,
     ) -> None:
         self._launcher = launcher
         self._placement = placement
         self._clock = clock
         self._init_timeout_s = init_timeout_s
+        self.counting = counting or Counting(DEFAULT_ACCOUNT_LIMIT)
+        self._unreserved_pool = unreserved_pool
         self._start_meta: dict[ExecutionEnvironment, StartMeta] = {}  # env => its START
 
     async def start_environment(self, record: FunctionRecord) -> ExecutionEnvironment:
@@ -67,6 +77,12 @@ class Invoker:
         return env
 
     async def invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
+        """Run one invocation under a concurrency lease (429 when over a limit)."""
+        pool = self._unreserved_pool()
+        with self.counting.lease(record.name, record.reserved_concurrency, pool):
+            return await self._invoke(record, request)
+
+    async def _invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
         request_id = str(uuid.uuid4())
         async with self._placement.environment(record) as env:
             init_ms: float | None = None

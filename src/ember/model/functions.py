@@ -91,3 +91,4 @@ class FunctionRecord:
     last_update_status_reason_code: str | None = None
     tags: MappingProxyType[str, str] = field(default_factory=frozen_map)
     version: str = LATEST
+    reserved_concurrency: int | None = None  # PutFunctionConcurrency; None = unreserved
