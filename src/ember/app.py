@@ -39,6 +39,7 @@ from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
 from ember.observe.logs import LogWriter
+from ember.observe.metrics import Metrics
 from ember.runtimes.catalogue import RuntimeCatalogue
 from ember.sandbox.base import SandboxBackend
 from ember.sandbox.registry import create_backend
@@ -102,13 +103,15 @@ class Ember:
             on_change=placement.retire,
             account_concurrency=DEFAULT_ACCOUNT_LIMIT,
         )
+        counting = Counting(registry.account_concurrency)
         invoker = Invoker(
             launcher,
             placement,
             clock,
             settings.init_timeout_s,
-            Counting(registry.account_concurrency),
+            counting,
             unreserved_pool=registry.unreserved_pool,
+            metrics=data_plane_metrics(counting, placement),
         )
         auth = Authenticator(
             {credentials.access_key_id: credentials.secret_access_key},
@@ -189,6 +192,21 @@ class Ember:
         if self.events_store is not None:
             await self.events_store.close()
         await self.store.close()
+
+
+def data_plane_metrics(counting: Counting, placement: Placement) -> Metrics:
+    """The metrics registry, with gauges read from the data plane's statistics()."""
+    metrics = Metrics()
+    metrics.add_gauges(
+        "ember_concurrent_executions", "Invocations in flight (ConcurrentExecutions)", [],
+        lambda: {(): float(counting.statistics().in_flight)},
+    )  # fmt: skip
+    metrics.add_gauges(
+        "ember_environments", "Execution environments by state", ["state"],
+        lambda: {("idle",): float(placement.statistics().idle),
+                 ("busy",): float(placement.statistics().busy)},
+    )  # fmt: skip
+    return metrics
 
 
 def load_credentials(settings: Settings, path: Path) -> Credentials:

@@ -40,7 +40,11 @@ class EmberServer:
             region_name="us-east-1",
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
-            config=Config(retries={"max_attempts": 1}, read_timeout=120, **config),
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 1},  # never retry quietly
+                read_timeout=120,
+                **config,
+            ),
         )
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

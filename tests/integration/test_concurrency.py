@@ -128,3 +128,22 @@ def test_leases_return_to_zero_after_every_kind_of_ending(
     counting = statistics(server)["counting"]
     assert counting["in_flight"] == 0
     assert counting["by_function"] == {}
+
+
+def test_metrics_in_prometheus_format(lambda_client: Any, server: EmberServer) -> None:
+    create(lambda_client, "measured", HELLO)
+    invoke(lambda_client, "measured", {})
+    invoke(lambda_client, "measured", {})
+    lambda_client.put_function_concurrency(FunctionName="measured", ReservedConcurrentExecutions=0)
+    with pytest.raises(ClientError):
+        lambda_client.invoke(FunctionName="measured", Payload=b"{}")
+    with urllib.request.urlopen(f"{server.url}/metrics") as response:
+        text = response.read().decode()
+    assert 'ember_invocations_total{function="measured"} 2.0' in text
+    assert 'ember_starts_total{function="measured",kind="cold"} 1.0' in text
+    assert 'ember_starts_total{function="measured",kind="warm"} 1.0' in text
+    assert 'ember_throttles_total{function="measured"} 1.0' in text
+    assert 'ember_duration_seconds_count{function="measured"} 2.0' in text
+    assert 'ember_init_duration_seconds_count{function="measured"} 1.0' in text
+    assert "ember_concurrent_executions 0.0" in text
+    assert 'ember_environments{state="idle"}' in text

@@ -18,6 +18,7 @@ from ember.control.registry import FunctionRegistry
 from ember.errors import InvalidParameterValueException, ValidationException
 from ember.invocation.invoker import Invoker
 from ember.invocation.placement import Placement
+from ember.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 
 class ConcurrencyApi:
@@ -60,6 +61,10 @@ class ConcurrencyApi:
     async def delete(self, request: Request, _body: bytes) -> Response:
         await self._registry.set_reserved_concurrency(self._unqualified(request), None)
         return Response(status_code=204)
+
+    async def metrics(self, _request: Request) -> Response:
+        """Prometheus text format; unsigned, like /health (scrapers do not sign)."""
+        return Response(self._invoker.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def statistics(self, _request: Request, _body: bytes) -> Response:
         """Ember's own data-plane counters (leases, throttles, environments)."""

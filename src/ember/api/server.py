@@ -91,6 +91,7 @@ def _concurrency_routes(api: ConcurrencyApi, op: Callable[[Handler], Any]) -> li
         Route("/2017-10-31" + path, op(api.delete), methods=["DELETE"]),
         Route("/2019-09-30" + path, op(api.get), methods=["GET"]),
         Route("/ember/statistics", op(api.statistics), methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
     ]
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ember.agent.protocol import InvokeMeta, StartMeta
 from ember.clock import Clock
+from ember.errors import TooManyRequestsException
 from ember.invocation import environment as envmod
 from ember.invocation.counting import DEFAULT_ACCOUNT_LIMIT, Counting
 from ember.invocation.environment import ExecutionEnvironment, Outcome, Status
@@ -29,6 +30,7 @@ from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
 from ember.model.functions import FunctionRecord
 from ember.observe import lines
+from ember.observe.metrics import Metrics
 
 UNHANDLED = "Unhandled"
 
@@ -61,6 +63,7 @@ class Invoker:
         init_timeout_s: float,
         counting: Counting | None = None,
         unreserved_pool: Callable[[], int] = lambda: DEFAULT_ACCOUNT_LIMIT,
+        metrics: Metrics | None = None,
     ) -> None:
         self._launcher = launcher
         self._placement = placement
@@ -68,6 +71,7 @@ class Invoker:
         self._init_timeout_s = init_timeout_s
         self.counting = counting or Counting(DEFAULT_ACCOUNT_LIMIT)
         self._unreserved_pool = unreserved_pool
+        self.metrics = metrics or Metrics()
         self._start_meta: dict[ExecutionEnvironment, StartMeta] = {}  # env => its START
 
     async def start_environment(self, record: FunctionRecord) -> ExecutionEnvironment:
@@ -79,8 +83,12 @@ class Invoker:
     async def invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
         """Run one invocation under a concurrency lease (429 when over a limit)."""
         pool = self._unreserved_pool()
-        with self.counting.lease(record.name, record.reserved_concurrency, pool):
-            return await self._invoke(record, request)
+        try:  # only taking the lease raises this: the invocation itself never does
+            with self.counting.lease(record.name, record.reserved_concurrency, pool):
+                return await self._invoke(record, request)
+        except TooManyRequestsException:
+            self.metrics.throttles.labels(record.name).inc()
+            raise
 
     async def _invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
         request_id = str(uuid.uuid4())
@@ -93,6 +101,7 @@ class Invoker:
                 init, suppressed = await self._initialize(env, record, start)
                 init_ms = None if suppressed else init.duration_ms
                 if init.status is not Status.OK:
+                    self._observe(record, init, None, cold=True)
                     return self._init_failed(env, record, request, request_id, init)
             if request.tail:
                 env.log.begin_tail()
@@ -100,7 +109,21 @@ class Invoker:
             outcome = await env.invoke(
                 self._meta(record, request, request_id), request.payload, record.config.timeout
             )
+            self._observe(record, outcome, init_ms, cold=start is not None)
             return self._finish(env, record, request, request_id, outcome, init_ms)
+
+    def _observe(
+        self, record: FunctionRecord, outcome: Outcome, init_ms: float | None, *, cold: bool
+    ) -> None:
+        metrics, name = self.metrics, record.name
+        metrics.invocations.labels(name).inc()
+        metrics.duration.labels(name).observe(outcome.duration_ms / 1000)
+        metrics.starts.labels(name, "cold" if cold else "warm").inc()
+        if init_ms is not None:
+            metrics.init_duration.labels(name).observe(init_ms / 1000)
+        if outcome.status is not Status.OK:
+            error_type = outcome.error_type or str(outcome.status)
+            metrics.errors.labels(name, error_type).inc()
 
     async def _initialize(
         self, env: ExecutionEnvironment, record: FunctionRecord, start: StartMeta
