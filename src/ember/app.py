@@ -174,7 +174,9 @@ class Ember:
             self.placement.reap()
 
     def begin_shutdown(self) -> None:
-        """SIGTERM/SIGINT: end long polls now, so only real work holds the server up."""
+        """SIGTERM/SIGINT: pollers stop, then long polls end, so only real work holds us up."""
+        if self.mappings is not None:
+            self.mappings.stop_polling()
         if self.queues is not None:
             self.queues.drain()
 

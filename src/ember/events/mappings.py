@@ -75,6 +75,11 @@ class MappingService:
             self._mappings[mapping.uuid] = mapping
             self._settle_later(mapping.uuid)
 
+    def stop_polling(self) -> None:
+        """Server shutdown: every poller stops taking batches, at once."""
+        for poller in self._pollers.values():
+            poller.request_stop()
+
     async def close(self) -> None:
         for task in list(self._settling):
             task.cancel()

@@ -95,12 +95,16 @@ class MappingPoller:
     def start(self) -> None:
         self._spawn()
 
-    async def stop(self) -> None:
-        """Stop polling: cancel workers waiting for messages, let invokes in flight end."""
+    def request_stop(self) -> None:
+        """Stop polling now (synchronously): cancel workers waiting for messages."""
         self._stopping = True
         for task, phase in list(self._workers.items()):
             if phase == "gather":
                 task.cancel()
+
+    async def stop(self) -> None:
+        """Stop polling and wait for the workers; invokes in flight end first."""
+        self.request_stop()
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     def _spawn(self) -> None:
