@@ -49,6 +49,9 @@ async def _serve(settings: Settings) -> None:
             lifespan="off",
             access_log=False,
             log_level="warning",
+            # idle keep-alive connections stay open longer than clients' pools keep them
+            # (uvicorn's 5 s default races botocore reusing a connection just closed)
+            timeout_keep_alive=75,
             timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
         )
         server = _Server(config, ember.begin_shutdown)
