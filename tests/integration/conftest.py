@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+
+from ember.sigv4 import sign_headers
 
 ACCESS_KEY = "AKIAEMBERTESTADMIN01"
 SECRET_KEY = "ember-test-secret-key-0123456789abcdefgh"
@@ -113,3 +116,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServer]:
 @pytest.fixture(scope="module")
 def lambda_client(server: EmberServer) -> Any:
     return server.client()
+
+
+def signed_headers(
+    server: EmberServer,
+    method: str,
+    path: str,
+    query: str = "",
+    body: bytes = b"",
+    *,
+    age_s: float = 0.0,
+) -> dict[str, str]:
+    """SigV4 headers for a raw request to ``server`` with the admin keys (``age_s`` back-dates)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - age_s))
+    host = {"Host": server.url.removeprefix("http://")}
+    return sign_headers(method, path, query, host, body, ACCESS_KEY, SECRET_KEY,
+                        "us-east-1", "lambda", stamp)  # fmt: skip

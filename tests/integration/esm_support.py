@@ -9,8 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from ember.sigv4 import sign_headers
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer
+from tests.integration.conftest import EmberServer, signed_headers
 from tests.integration.functions import ROLE, python_zip
 
 
@@ -77,19 +76,7 @@ def _log_page(server: EmberServer, function: str, after: int) -> list[dict[str, 
         {"after": str(after), "group": f"/aws/lambda/{function}", "limit": "10000"},
         quote_via=urllib.parse.quote,
     )
-    host = server.url.removeprefix("http://")
-    headers = sign_headers(
-        "GET",
-        "/ember/logs",
-        query,
-        {"Host": host},
-        b"",
-        ACCESS_KEY,
-        SECRET_KEY,
-        "us-east-1",
-        "lambda",
-        time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-    )
+    headers = signed_headers(server, "GET", "/ember/logs", query)
     request = urllib.request.Request(f"{server.url}/ember/logs?{query}", headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         events: list[dict[str, Any]] = json.loads(response.read())["events"]

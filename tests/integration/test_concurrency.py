@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,28 +10,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from ember.sigv4 import sign_headers
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer
+from tests.integration.conftest import EmberServer, signed_headers
 from tests.integration.functions import CRASHING, HELLO, SLEEPY
 from tests.integration.test_functions_api import create, error_code
 from tests.integration.test_invoke import body, invoke
 
 
 def statistics(server: EmberServer) -> dict[str, Any]:
-    host = server.url.removeprefix("http://")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    headers = sign_headers(
-        "GET",
-        "/ember/statistics",
-        "",
-        {"Host": host},
-        b"",
-        ACCESS_KEY,
-        SECRET_KEY,
-        "us-east-1",
-        "lambda",
-        stamp,
-    )
+    headers = signed_headers(server, "GET", "/ember/statistics")
     request = urllib.request.Request(f"{server.url}/ember/statistics", headers=headers)
     with urllib.request.urlopen(request) as response:
         data: dict[str, Any] = json.load(response)

@@ -6,15 +6,17 @@ import base64
 import hashlib
 import http.client
 import os
-import time
 import urllib.request
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from ember.sigv4 import sign_headers
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer, start_server
+from tests.integration.conftest import (
+    EmberServer,
+    signed_headers,
+    start_server,
+)
 from tests.integration.functions import HELLO, ROLE, make_zip, python_zip
 
 
@@ -265,21 +267,8 @@ def test_an_oversized_request_is_refused_before_it_is_read(server: EmberServer) 
 def test_malformed_control_plane_bodies_are_400(  # signed: the body itself is what is judged
     server: EmberServer, body: bytes, code: str
 ) -> None:
-    host = server.url.removeprefix("http://")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    headers = sign_headers(
-        "POST",
-        "/2015-03-31/functions",
-        "",
-        {"Host": host},
-        body,
-        ACCESS_KEY,
-        SECRET_KEY,
-        "us-east-1",
-        "lambda",
-        stamp,
-    )
-    name, port = host.split(":")
+    headers = signed_headers(server, "POST", "/2015-03-31/functions", body=body)
+    name, port = server.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(name, int(port), timeout=30)
     connection.request("POST", "/2015-03-31/functions", body=body, headers=headers)
     response = connection.getresponse()

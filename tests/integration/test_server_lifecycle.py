@@ -8,15 +8,19 @@ import select
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from ember.sigv4 import sign_headers
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer, start_server
+from tests.integration.conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    EmberServer,
+    signed_headers,
+    start_server,
+)
 from tests.integration.functions import HELLO
 from tests.integration.test_functions_api import create
 from tests.integration.test_invoke import body, invoke
@@ -95,20 +99,7 @@ def test_ember_logs_prints_the_function_log(server: EmberServer) -> None:
 
 
 def test_an_expired_signature_is_refused(server: EmberServer) -> None:
-    host = server.url.removeprefix("http://")
-    stale = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 3600))
-    headers = sign_headers(
-        "GET",
-        "/2015-03-31/functions/",
-        "",
-        {"Host": host},
-        b"",
-        ACCESS_KEY,
-        SECRET_KEY,
-        "us-east-1",
-        "lambda",
-        stale,
-    )
+    headers = signed_headers(server, "GET", "/2015-03-31/functions/", age_s=3600)
     request = urllib.request.Request(f"{server.url}/2015-03-31/functions/", headers=headers)
     with pytest.raises(urllib.error.HTTPError) as excinfo:
         urllib.request.urlopen(request)
