@@ -3,12 +3,15 @@
 Run by hand (never in the test suite):
 
     .venv/bin/python bench/invoke_latency.py [--cold 20] [--warm 500] [--sandbox process]
+        [--no-zygote]
 
 It starts its own ``ember serve`` on a free loopback port with a temporary data dir and
 prints medians and p99s, with floors measured in the same run so that figures from a
 noisy, shared machine can be compared as ratios:
 
 - ``python3 -c pass``: a fresh interpreter (what any exec-per-environment design pays);
+- ``os.fork`` of a running interpreter, child exits at once, parent reaps it (what any
+  fork-per-environment design pays at the least);
 - an in-process Python call of the same handler (what a warm invoke costs at the least);
 - ``GET /health`` over the same keep-alive connection (Ember's HTTP edge with no invoke).
 
@@ -44,7 +47,9 @@ ROLE = "arn:aws:iam::000000000000:role/bench"
 def hello_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", HELLO)
+        info = zipfile.ZipInfo("app.py", date_time=(2024, 1, 1, 0, 0, 0))
+        info.external_attr = 0o100644 << 16  # readable by the sandbox's uid 993
+        archive.writestr(info, HELLO)
     return buffer.getvalue()
 
 
@@ -63,8 +68,18 @@ def timed(action: Callable[[], object], repeat: int) -> list[float]:
     return samples
 
 
-def start_server(data_dir: Path, sandbox: str) -> tuple[subprocess.Popen[str], str, int]:
+def bare_fork() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def start_server(
+    data_dir: Path, sandbox: str, zygote: bool
+) -> tuple[subprocess.Popen[str], str, int]:
     env = {**os.environ, "EMBER_ACCESS_KEY_ID": "AKIABENCH", "EMBER_SECRET_ACCESS_KEY": "bench"}
+    env["EMBER_SANDBOX_ZYGOTE"] = "1" if zygote else "0"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -95,7 +110,7 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: byte
     conn.request(method, path, body=body)
     response = conn.getresponse()
     data = response.read()
-    if response.status >= 300:
+    if response.status >= 300 or response.getheader("X-Amz-Function-Error"):
         raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
     return data
 
@@ -123,19 +138,23 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=20)
     parser.add_argument("--warm", type=int, default=500)
     parser.add_argument("--sandbox", default="process")
+    parser.add_argument(
+        "--no-zygote", action="store_true", help="namespace backend: exec path (no pre-warm)"
+    )
     args = parser.parse_args()
 
     results: dict[str, dict[str, float]] = {}
     results["floor: /usr/bin/python3 -c pass"] = summary(
         timed(lambda: subprocess.run(["/usr/bin/python3", "-c", "pass"], check=True), 30)
     )
+    results["floor: os.fork + exit + reap"] = summary(timed(bare_fork, 100))
     namespace: dict[str, Callable[[object, object], object]] = {}
     exec(HELLO, namespace)
     handler = namespace["handler"]
     results["floor: in-process handler call"] = summary(timed(lambda: handler({}, None), 10000))
 
     with tempfile.TemporaryDirectory() as data_dir:
-        process, host, port = start_server(Path(data_dir), args.sandbox)
+        process, host, port = start_server(Path(data_dir), args.sandbox, not args.no_zygote)
         try:
             conn = http.client.HTTPConnection(host, port)
             results["floor: GET /health (keep-alive)"] = summary(

@@ -12,6 +12,9 @@ Environment variables (all optional):
     EMBER_KEEP_ALIVE_SECONDS                        idle environment lifetime
     EMBER_PYTHON_INTERPRETERS                       "python3.12=/path/python3.12,..."
     EMBER_AGENT_PYTHON                              interpreter that runs the in-sandbox agent
+    EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
+    EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept per zygote
+    EMBER_SANDBOX_PREFAULT                          "1": pooled sandboxes pre-fault memory
 """
 
 from __future__ import annotations
@@ -37,10 +40,14 @@ class Settings:
     keep_alive_s: float = 300.0  # an idle environment is stopped after this long
     reap_interval_s: float = 5.0  # how often idle environments are looked at
     init_timeout_s: float = 10.0  # Lambda's on-demand init limit
-    shutdown_grace_s: float = 2.0
+    shutdown_grace_s: float = 30.0  # in-flight requests may finish this long after SIGTERM
     # runtime identifier => interpreter path; empty = discover on this machine
     python_interpreters: Mapping[str, str] = field(default_factory=dict)
     agent_python: str = field(default_factory=lambda: sys.executable)
+    # namespace backend: start sandboxes from pre-warmed zygotes (fork) rather than exec
+    sandbox_zygote: bool = True
+    sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
+    sandbox_prefault: bool = False  # pooled sandboxes break copy-on-write ahead of use
 
     @property
     def endpoint_url(self) -> str:
@@ -62,6 +69,17 @@ class Settings:
             values["sandbox_backend"] = env["EMBER_SANDBOX"]
         if "EMBER_KEEP_ALIVE_SECONDS" in env:
             values["keep_alive_s"] = float(env["EMBER_KEEP_ALIVE_SECONDS"])
+        if "EMBER_SANDBOX_ZYGOTE" in env:
+            values["sandbox_zygote"] = env["EMBER_SANDBOX_ZYGOTE"].strip().lower() not in (
+                "0",
+                "false",
+                "no",
+                "off",
+            )
+        if "EMBER_SANDBOX_PREFAULT" in env:
+            values["sandbox_prefault"] = env["EMBER_SANDBOX_PREFAULT"].strip() in ("1", "true")
+        if "EMBER_SANDBOX_POOL_SIZE" in env:
+            values["sandbox_pool_size"] = int(env["EMBER_SANDBOX_POOL_SIZE"])
         if "EMBER_AGENT_PYTHON" in env:
             values["agent_python"] = env["EMBER_AGENT_PYTHON"]
         if env.get("EMBER_PYTHON_INTERPRETERS"):

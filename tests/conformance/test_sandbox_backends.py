@@ -1,10 +1,16 @@
 """The sandbox conformance kit over every backend this machine can run.
 
-A backend the host cannot run is skipped with the reason, never silently.
+A backend the host cannot run is skipped with the reason, never silently. The namespace
+backend runs the kit twice: sandboxes from its pre-warmed zygotes (the default), and
+through the exec path (``sandbox_zygote=False``, also its fallback).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import select
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,28 +19,40 @@ import pytest
 
 from ember.errors import SandboxError
 from ember.sandbox.base import SandboxBackend
-from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check
+from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check, invoke, start_probe
+from ember.sandbox.namespace import NamespaceBackend
 from ember.sandbox.registry import BACKENDS, create_backend
 from ember.settings import Settings
 
 PROBE_AVAILABLE = Path(PROBE_PYTHON).exists()
+EXEC_PATH = "namespace-exec"  # the namespace backend with pre-warmed zygotes off
+WAIT_S = 30.0
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+def make_backend(
+    name: str, data_dir: Path, pool_size: int = 2, prefault: bool = False
+) -> SandboxBackend:
+    settings = Settings(
+        sandbox_prefault=prefault,
+        sandbox_backend=name.removesuffix("-exec"),
+        agent_python=sys.executable,
+        data_dir=data_dir,
+        sandbox_zygote=name != EXEC_PATH,
+        sandbox_pool_size=pool_size,
+    )
+    try:
+        return create_backend(settings)
+    except SandboxError as exc:
+        pytest.skip(f"{name} backend unavailable here: {exc}")
+
+
+@pytest.fixture(params=[*sorted(BACKENDS), EXEC_PATH])
 async def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[SandboxBackend]:
     if not PROBE_AVAILABLE:
         pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
-    settings = Settings(
-        sandbox_backend=request.param,
-        agent_python=sys.executable,
-        data_dir=tmp_path_factory.mktemp("data"),
-    )
-    try:
-        made = create_backend(settings)
-    except SandboxError as exc:
-        pytest.skip(f"{request.param} backend unavailable here: {exc}")
+    made = make_backend(request.param, tmp_path_factory.mktemp("data"))
     yield made
     await made.close()
 
@@ -42,3 +60,70 @@ async def backend(
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 async def test_backend_conforms(backend: SandboxBackend, check: Check, tmp_path: Path) -> None:
     await check(backend, tmp_path)
+    if isinstance(backend, NamespaceBackend):  # the path under test was the path taken
+        assert backend.last_started_by == ("zygote" if backend.prewarm else "exec")
+
+
+def wait_for_exit(pid: int) -> None:
+    fd = os.pidfd_open(pid)
+    try:
+        assert select.select([fd], [], [], WAIT_S)[0], f"process {pid} did not end"
+    finally:
+        os.close(fd)
+
+
+async def test_a_dead_zygote_falls_back_to_exec_and_is_restarted(tmp_path: Path) -> None:
+    if not PROBE_AVAILABLE:
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    backend = make_backend("namespace", tmp_path / "data", pool_size=0)  # all on demand
+    assert isinstance(backend, NamespaceBackend)
+    try:
+        first = await start_probe(backend, tmp_path)
+        assert backend.last_started_by == "zygote"
+        (zygote,) = backend.zygotes()
+        old_pid = zygote.pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        wait_for_exit(old_pid)
+        assert (await invoke(first, {"n": 1}))["echo"] == {"n": 1}, "running sandboxes live on"
+        fallback = await start_probe(backend, tmp_path)
+        assert backend.last_started_by == "exec"
+        assert (await invoke(fallback, {"n": 2}))["echo"] == {"n": 2}
+        again = await start_probe(backend, tmp_path)
+        assert backend.last_started_by == "zygote"
+        assert zygote.pid not in (None, old_pid)
+        assert (await invoke(again, {"n": 3}))["echo"] == {"n": 3}
+        for sandbox in (first, fallback, again):
+            await sandbox.kill()
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("prefault", [False, True], ids=["lazy", "prefaulted"])
+async def test_warm_pool_sandboxes_serve_and_outlive_their_zygote(
+    tmp_path: Path, prefault: bool
+) -> None:
+    if not PROBE_AVAILABLE:
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    backend = make_backend("namespace", tmp_path / "data", pool_size=2, prefault=prefault)
+    assert isinstance(backend, NamespaceBackend)
+    try:
+        (zygote,) = backend.zygotes()
+        pool = backend.pool(zygote)
+        await asyncio.wait_for(pool.fill(), WAIT_S)
+        assert pool.ready == 2
+        pid = zygote.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for_exit(pid)
+        sandboxes = []
+        for n in (1, 2):  # pre-started (and warmed) before the zygote died
+            sandbox = await start_probe(backend, tmp_path)
+            assert backend.last_started_by == "zygote"
+            assert (await invoke(sandbox, {"n": n}))["echo"] == {"n": n}
+            sandboxes.append(sandbox)
+        for sandbox in sandboxes:
+            await sandbox.kill()
+            await asyncio.wait_for(sandbox.wait_closed(), WAIT_S)
+    finally:
+        await backend.close()

@@ -35,9 +35,11 @@ class EmberServer:
     data_dir: Path
     output: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
+    clients: list[Any] = field(default_factory=list)  # closed by stop()
 
     def client(self, service: str = "lambda", **config: Any) -> Any:
-        return boto3.client(
+        """A boto3 client for this server; ``stop()`` closes it (and its pooled sockets)."""
+        client = boto3.client(
             service,
             endpoint_url=self.url,
             region_name="us-east-1",
@@ -49,8 +51,12 @@ class EmberServer:
                 **config,
             ),
         )
+        self.clients.append(client)
+        return client
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        for client in self.clients:
+            client.close()
         if self.process.poll() is None:
             self.process.send_signal(sig)
         status = self.process.wait(timeout=30)

@@ -1,14 +1,28 @@
-"""The runtime process: start it, reap it, read its memory peak, capture its output."""
+"""The runtime process: start it, reap it, read its memory peak, capture its output.
+
+Two ways to start it. By default the runtime command is exec'ed (``subprocess``). In an
+agent running inside a pre-warmed zygote's child, ``enable_fork`` registers the runtime
+client the zygote already imported; a START whose command is exactly that client under
+this very interpreter (``<python> -I -S -u <runtime dir>/bootstrap.py [handler]``) is
+then started by ``os.fork`` instead, and the child calls the client's ``main()`` with the
+same stdio, session, working directory, environment and ``sys.argv``/``sys.path`` an
+exec'ed runtime would have (``sys.flags`` are the zygote's: ``-I -S -u``). Anything else
+(``provided.*`` bootstraps, another interpreter, other flags) is exec'ed as before.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import json
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +30,7 @@ READ_SIZE = 64 * 1024
 MAX_PARTIAL_LINE = 64 * 1024
 PARTIAL_LINE_DELAY_S = 0.05
 PR_SET_PDEATHSIG = 1
+FORK_FAILED = 127  # a forked runtime that could not even be set up (like exec's 127)
 
 
 class SpawnError(Exception):
@@ -39,6 +54,154 @@ class ExitStatus:
         if os.WIFSIGNALED(wait_status):
             return cls(None, os.WTERMSIG(wait_status))
         return cls(os.WEXITSTATUS(wait_status), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ForkableRuntime:
+    """A runtime client already imported in this process, startable by ``os.fork``.
+
+    ``argv`` is the command it stands for, as the START frame spells it (interpreter,
+    flags, script); a START may add one argument (the handler). ``sys_path`` is the
+    ``sys.path`` that command would start with; ``entry`` is the client's ``main``.
+    """
+
+    argv: tuple[str, ...]
+    sys_path: tuple[str, ...]
+    entry: Callable[[], None]
+
+    def matches(self, argv: list[str]) -> bool:
+        n = len(self.argv)
+        if len(argv) not in (n, n + 1) or tuple(argv[1:n]) != self.argv[1:]:
+            return False
+        return argv[0] == self.argv[0] or os.path.realpath(argv[0]) == os.path.realpath(
+            self.argv[0]
+        )
+
+
+@dataclass(slots=True)
+class RuntimeTemplate:
+    """A runtime process forked ahead (``fork_template``), waiting to be told what to run.
+
+    Messages on ``control`` (length-prefixed): first the hardening its maker passes to
+    ``harden`` (privilege drop, seccomp: before anything of a function reaches it), then
+    the START's ``{"argv", "cwd", "env"}``. Its output goes to ``stdout_fd``/``stderr_fd``.
+    """
+
+    pid: int
+    control: int
+    stdout_fd: int
+    stderr_fd: int
+
+    def send(self, message: bytes) -> None:
+        os.write(self.control, len(message).to_bytes(4, "big") + message)
+
+
+_forkable: ForkableRuntime | None = None
+_template: RuntimeTemplate | None = None
+
+
+def enable_fork(runtime: ForkableRuntime | None, template: RuntimeTemplate | None = None) -> None:
+    """Start matching runtimes by fork from now on (``None``: always exec); the first one
+    from ``template`` when there is one."""
+    global _forkable, _template
+    _forkable, _template = runtime, template
+
+
+def fork_template(
+    runtime: ForkableRuntime, warm: Callable[[int], None], harden: Callable[[bytes], None]
+) -> RuntimeTemplate:
+    """Fork a runtime ahead of its START (see ``RuntimeTemplate``); ``warm(control)`` runs
+    in it at once (the caller's way to pay copy-on-write faults ahead, until a message
+    arrives on ``control``)."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    control_read, control_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, which never returns
+        code = FORK_FAILED
+        try:
+            for fd in (out_read, err_read, control_write):
+                os.close(fd)
+            warm(control_read)
+            hardening = _read_message(control_read)
+            if hardening is None:
+                os._exit(0)  # never used
+            harden(hardening)
+            start = _read_message(control_read)
+            if start is None:
+                os._exit(0)
+            os.close(control_read)
+            spec = json.loads(start)
+            _become_runtime(runtime, spec["argv"], spec["cwd"], spec["env"], out_write, err_write)
+        except BaseException:  # noqa: BLE001 - report anything, then fail like a failed exec
+            with contextlib.suppress(BaseException):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+    for fd in (out_write, err_write, control_read):
+        os.close(fd)
+    return RuntimeTemplate(pid, control_write, out_read, err_read)
+
+
+def _drop_template() -> None:
+    """Close the template's pipes: it reads EOF and exits (reaped as any child)."""
+    global _template
+    template, _template = _template, None
+    if template is not None:
+        for fd in (template.control, template.stdout_fd, template.stderr_fd):
+            os.close(fd)
+
+
+def _read_message(fd: int) -> bytes | None:
+    """One length-prefixed message from a pipe; None at EOF."""
+    header = _read_exactly(fd, 4)
+    return None if header is None else _read_exactly(fd, int.from_bytes(header, "big"))
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def forkable_for(argv: list[str]) -> ForkableRuntime | None:
+    """The preloaded runtime that can stand in for ``argv``, if any."""
+    return _forkable if _forkable is not None and _forkable.matches(argv) else None
+
+
+ENVIRON_AREA_VAR = "EMBER_ENVIRON_AREA"  # a zygote's padding, overwritten per process
+
+
+def rewrite_proc_environ(env: dict[str, str]) -> bool:
+    """Make ``/proc/self/environ`` show ``env``; False when it does not fit.
+
+    The kernel shows a process's exec-time environment block, so a forked process (a
+    zygote's child) would show the zygote's. The zygote is started with a padding
+    variable (``ENVIRON_AREA_VAR``) whose room this overwrites in place, NUL-padded.
+    """
+    try:
+        stat_fd = os.open("/proc/self/stat", os.O_RDONLY)
+        try:
+            stat = os.read(stat_fd, 4096)
+        finally:
+            os.close(stat_fd)
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50, 51)
+        block = b"".join(f"{key}={value}".encode() + b"\0" for key, value in env.items())
+        if len(block) > end - start:
+            return False
+        mem = os.open("/proc/self/mem", os.O_WRONLY)
+        try:
+            os.pwrite(mem, block.ljust(end - start, b"\0"), start)
+        finally:
+            os.close(mem)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 def _pdeathsig_preexec() -> Callable[[], None] | None:
@@ -90,6 +253,10 @@ class RuntimeProcess:
         """Start ``argv`` with stdin /dev/null and stdout/stderr on non-blocking pipes."""
         if not argv:
             raise SpawnError("Runtime.InvalidEntrypoint", "fork/exec : no runtime command")
+        runtime = forkable_for(argv)
+        if runtime is not None:
+            return cls._fork(runtime, argv, cwd, env)
+        _drop_template()  # not a command it can stand for: let it exit
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         started_at = asyncio.get_running_loop().time()
@@ -115,6 +282,43 @@ class RuntimeProcess:
         os.set_blocking(out_read, False)
         os.set_blocking(err_read, False)
         return cls(child.pid, out_read, err_read, started_at)
+
+    @classmethod
+    def _fork(
+        cls, runtime: ForkableRuntime, argv: list[str], cwd: str, env: dict[str, str]
+    ) -> RuntimeProcess:
+        """Start the preloaded runtime client in a forked child (see the module doc)."""
+        if not os.path.isdir(cwd):  # noqa: PTH112 - no pathlib in the agent's start
+            raise SpawnError("Runtime.InvalidWorkingDir", f"chdir {cwd}: no such directory")
+        global _template
+        template, _template = _template, None
+        if template is not None:
+            started_at = asyncio.get_running_loop().time()
+            try:
+                template.send(json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode())
+            except OSError:  # it died: fork a new one below
+                for fd in (template.stdout_fd, template.stderr_fd):
+                    os.close(fd)
+            else:
+                os.set_blocking(template.stdout_fd, False)
+                os.set_blocking(template.stderr_fd, False)
+                return cls(template.pid, template.stdout_fd, template.stderr_fd, started_at)
+            finally:
+                os.close(template.control)
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        started_at = asyncio.get_running_loop().time()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            _run_forked(runtime, argv, cwd, env, out_write, err_write)
+        os.close(out_write)
+        os.close(err_write)
+        os.set_blocking(out_read, False)
+        os.set_blocking(err_read, False)
+        return cls(pid, out_read, err_read, started_at)
 
     def close(self) -> None:
         if self._status_fd >= 0:
@@ -142,6 +346,77 @@ class RuntimeProcess:
             return int(data[start + 6 : end])
         except ValueError:
             return 0
+
+
+def _run_forked(
+    runtime: ForkableRuntime,
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    out_write: int,
+    err_write: int,
+) -> None:
+    """The forked runtime: become what an exec'ed one would be, run it, never return."""
+    _become_runtime(runtime, argv, cwd, env, out_write, err_write)
+
+
+def _become_runtime(
+    runtime: ForkableRuntime,
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    out_write: int,
+    err_write: int,
+) -> None:
+    """Turn this forked process into the runtime ``argv`` stands for; never returns."""
+    code = FORK_FAILED
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_write, 1)
+        os.dup2(err_write, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        rewrite_proc_environ(env)
+        sys.argv = argv[len(runtime.argv) - 1 :]
+        sys.path[:] = runtime.sys_path
+        code = _call_main(runtime.entry)
+    except BaseException:  # noqa: BLE001 - report anything, then fail like a failed exec
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _call_main(entry: Callable[[], None]) -> int:
+    """Run ``entry`` as an interpreter runs a script: the exit status, atexit, flushes."""
+    try:
+        entry()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 - an uncaught exception, as the interpreter shows it
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()  # wait for non-daemon threads, as at interpreter exit
+    atexit._run_exitfuncs()  # what interpreter exit does
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    return code
 
 
 class ChildReaper:

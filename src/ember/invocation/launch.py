@@ -77,6 +77,7 @@ class Launcher:
             config.memory_size,
             config.ephemeral_storage,
             read_only_paths=runtime.host_paths(),
+            interpreter=runtime.interpreter,
         )
         sandbox = await self._backend.start(spec)
         stream = log_stream_name(record.version, self._clock.wall())

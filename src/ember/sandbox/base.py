@@ -33,6 +33,9 @@ class SandboxSpec:
     tmp_mb: int  # size of /tmp (EphemeralStorage)
     network: NetworkPolicy = NetworkPolicy.NONE
     read_only_paths: tuple[Path, ...] = ()  # host paths the runtime needs (interpreters)
+    # the runtime's interpreter on the host, if it is a Python one (a hint for pre-warmed
+    # starts; backends that pre-warm infer it from read_only_paths when it is None)
+    interpreter: str | None = None
 
 
 class Sandbox(Protocol):

@@ -62,7 +62,11 @@ class Cgroup:
         return [str(d / "cgroup.procs") for d in self.dirs()]
 
     def create(self, memory_mb: int) -> None:
-        limit = str(memory_mb * 1024 * 1024)
+        self.create_dirs()
+        self.set_limits(memory_mb)
+
+    def create_dirs(self) -> None:
+        """The directories and the pids limit (what does not depend on the function)."""
         if self.v == 2:
             parent = ROOT / "ember"
             parent.mkdir(exist_ok=True)
@@ -70,17 +74,25 @@ class Cgroup:
             _enable_controllers(parent)
             (cg,) = self.dirs()
             cg.mkdir()
-            _write(cg / "memory.max", limit)
-            _write(cg / "memory.swap.max", "0", optional=True)
             _write(cg / "pids.max", str(PIDS_MAX))
-            _write(cg / "cpu.weight", str(max(1, min(10000, cpu_shares(memory_mb) // 10))))
             return
         memory, pids, cpu = self.dirs()
         for directory in (memory, pids, cpu):
             directory.mkdir(parents=True)
+        _write(pids / "pids.max", str(PIDS_MAX))
+
+    def set_limits(self, memory_mb: int) -> None:
+        """Memory (swap off) and CPU share for ``memory_mb``; before any process joins."""
+        limit = str(memory_mb * 1024 * 1024)
+        if self.v == 2:
+            (cg,) = self.dirs()
+            _write(cg / "memory.max", limit)
+            _write(cg / "memory.swap.max", "0", optional=True)
+            _write(cg / "cpu.weight", str(max(1, min(10000, cpu_shares(memory_mb) // 10))))
+            return
+        memory, _, cpu = self.dirs()
         _write(memory / "memory.limit_in_bytes", limit)
         _write(memory / "memory.memsw.limit_in_bytes", limit, optional=True)  # swap off
-        _write(pids / "pids.max", str(PIDS_MAX))
         _write(cpu / "cpu.shares", str(cpu_shares(memory_mb)))
 
     def memory_peak_bytes(self) -> int | None:

@@ -73,11 +73,12 @@ async def start_probe(backend: SandboxBackend, workdir: Path) -> Sandbox:
 
 
 async def expect(sandbox: Sandbox, kind: Kind) -> Frame:
-    """The next frame that is not LOG; it must be of ``kind``."""
+    """The next frame that is not LOG (nor NEXT, unless asked for); it must be ``kind``."""
+    skipped = {Kind.LOG, Kind.NEXT} - {kind}
     while True:
         frame = await asyncio.wait_for(read_frame(sandbox.reader), FRAME_TIMEOUT_S)
         assert frame is not None, f"channel closed while waiting for {kind.name}"
-        if frame.kind is not Kind.LOG:
+        if frame.kind not in skipped:
             assert frame.kind is kind, f"expected {kind.name}, got {frame.kind.name}"
             return frame
 
@@ -130,7 +131,7 @@ async def check_output_is_captured(backend: SandboxBackend, workdir: Path) -> No
         while (frame := await read_frame(sandbox.reader)) is not None:
             if frame.kind is Kind.LOG:
                 logged += frame.payload
-            else:
+            elif frame.kind is not Kind.NEXT:
                 assert frame.kind is Kind.RESPONSE
                 break
         assert b'probe got {"say": 1}\n' in logged

@@ -1,7 +1,10 @@
 """The namespace sandbox's launcher: runs as root only long enough to build the sandbox.
 
-Run as ``python -I -S nsinit.py '<json config>'`` by the namespace backend (stdlib only,
-imports nothing from Ember). In order:
+Run as ``python -I -S nsinit.py '<json config>'`` by the namespace backend's exec path
+(stdlib only, imports nothing from Ember). Its steps are also importable: the pre-warmed
+zygote (``zygote.py``) runs ``setup`` in a child it clones straight into the namespaces
+(``clone_into_namespaces``) and then calls the agent in-process instead of exec'ing it.
+In order:
 
 1. ``unshare`` mount, pid, network, ipc and uts namespaces, then fork: the child is pid 1
    of the new pid namespace, the parent stays outside and waits for it (killing the parent
@@ -13,12 +16,13 @@ imports nothing from Ember). In order:
 4. drops to the unprivileged host uid/gid (no capabilities), sets PR_SET_NO_NEW_PRIVS and
    the parent-death signal, loads the seccomp filter, and execs the agent.
 
-Any failure before the exec makes the process exit with status 111 and a message on
-stderr; the backend reports it as a sandbox failure.
+Any failure before the exec (or the agent's call) makes the process exit with status 111
+and a message on stderr; the backend reports it as a sandbox failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -28,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -35,11 +40,15 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+NAMESPACES = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+SYS_CLONE = 56  # x86_64
+MADV_POPULATE_WRITE = 23
+POPULATE_STEP = 1 << 20
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 SYS_PIVOT_ROOT = 155
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 38, 22
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 4, 38, 22
 SECCOMP_MODE_FILTER = 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 FAILED = 111
@@ -78,6 +87,7 @@ def make_target(path: str, like: str) -> None:
 
 
 def build_root(config: dict[str, Any]) -> str:
+    """The generic part of the new root (the same for every sandbox of a backend)."""
     root: str = config["root"]
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
     for link, target in config["symlinks"].items():
@@ -90,6 +100,19 @@ def build_root(config: dict[str, Any]) -> str:
         os.makedirs(os.path.dirname(root + path), exist_ok=True)
         with open(root + path, "w") as handle:
             handle.write(text)
+    os.makedirs(root + "/proc")
+    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    build_dev(root)
+    return root
+
+
+def specialise_root(config: dict[str, Any]) -> str:
+    """The part of the root that is one function's: code, layers, interpreters, /tmp."""
+    root: str = config["root"]
+    for source, target in config["spec_binds"]:
+        make_target(root + target, source)
+        bind(source, root + target)
+    os.makedirs(root + "/opt", exist_ok=True)
     os.makedirs(root + "/tmp")
     mount(
         "tmpfs",
@@ -98,9 +121,6 @@ def build_root(config: dict[str, Any]) -> str:
         MS_NOSUID | MS_NODEV,
         f"mode=1777,size={config['tmp_size_mb']}m",
     )
-    os.makedirs(root + "/proc")
-    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    build_dev(root)
     return root
 
 
@@ -134,11 +154,23 @@ def loopback_up() -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-def drop_privileges(config: dict[str, Any], parent_alive: int) -> None:
+def drop_privileges(config: dict[str, Any], parent_alive: int | None) -> None:
+    """uid/gid 993/990, no groups, no capabilities, no_new_privs.
+
+    With ``parent_alive`` (the exec path) the parent-death signal ties pid 1 to the
+    launcher; without it (the zygote path) the sandbox's lifetime is tied to its agent
+    channel and to the backend's SIGKILL through a pidfd, so that a zygote restart does
+    not take running sandboxes with it.
+    """
     os.setgroups([])
     os.setresgid(config["gid"], config["gid"], config["gid"])
     os.setresuid(config["uid"], config["uid"], config["uid"])
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if parent_alive is None:
+        # No exec follows, so what an exec would reset must be reset here: changing uids
+        # made the process non-dumpable (its /proc/self/* root-owned, unreadable to it).
+        check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
+        return
     check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     # The parent holds the pipe's write end: EOF means it died before PDEATHSIG was set
     # (getppid() cannot tell: the parent lives outside this pid namespace).
@@ -148,33 +180,124 @@ def drop_privileges(config: dict[str, Any], parent_alive: int) -> None:
 
 
 def load_seccomp(fd: int) -> None:
-    program = os.read(fd, 1 << 20)
+    program = os.pread(fd, 1 << 20, 0)
     os.close(fd)
+    load_seccomp_program(program)
+
+
+def harden(config: dict[str, Any], program: bytes) -> None:
+    """What ``specialise`` does to pid 1's privileges, for another process of the sandbox
+    (a runtime forked ahead): uid/gid, no_new_privs, dumpable, the seccomp filter."""
+    drop_privileges(config, None)
+    load_seccomp_program(program)
+
+
+def load_seccomp_program(program: bytes) -> None:
     fprog = SockFprog(len(program) // 8, program)
     check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
 
 
-def child(config: dict[str, Any], parent_alive: int) -> None:
+def populate_private_memory(interrupted: Callable[[], bool]) -> None:
+    """Break copy-on-write sharing of the private writable mappings now, ahead of use.
+
+    A forked Python writes to most of the pages it touches (reference counts), and each
+    first write is a copy-on-write fault, costly in a VM. A pre-started sandbox pays them
+    here, ahead of its cold start, with ``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14+;
+    older kernels: no effect) in 1 MiB steps, as SCHED_IDLE (only on otherwise idle CPUs,
+    so that it does not slow down the starts in flight), and stops as soon as
+    ``interrupted()`` says the sandbox is wanted.
+    """
+    with open("/proc/self/maps") as handle:
+        lines = handle.read().splitlines()
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    try:
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 2 or fields[1] != "rw-p" or fields[-1] in ("[vvar]", "[vsyscall]"):
+                continue
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            for step in range(start, end, POPULATE_STEP):
+                if interrupted():
+                    return
+                size = min(POPULATE_STEP, end - step)
+                libc.madvise(ctypes.c_void_p(step), ctypes.c_size_t(size), MADV_POPULATE_WRITE)
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def unidle(pid: int) -> None:
+    """Back to normal scheduling (from ``populate_private_memory``'s SCHED_IDLE)."""
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+
+
+def readable(fd: int) -> Callable[[], bool]:
+    """A check that ``fd`` has something to read (or hit EOF), without waiting."""
+    return lambda: bool(select.select([fd], [], [], 0)[0])
+
+
+def prepare(config: dict[str, Any]) -> None:
+    """The generic steps, in the new namespaces (a pre-started sandbox stops after them).
+
+    Joining the cgroups comes first (everything after is accounted and limited), and here
+    rather than at specialisation: on cgroup v1 an attach takes a lock whose write side
+    waits for an RCU grace period, milliseconds that a pre-started sandbox pays ahead.
+    """
     for procs in config["cgroup_procs"]:  # our pid here is 1: cgroup.procs reads it as us
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    root = build_root(config)
-    pivot(root)
+    build_root(config)
     socket.sethostname(config["hostname"])
     loopback_up()
+
+
+def specialise(config: dict[str, Any], parent_alive: int | None) -> None:
+    """The steps that make a prepared sandbox one function's, ending unprivileged."""
+    pivot(specialise_root(config))
     drop_privileges(config, parent_alive)
     load_seccomp(config["seccomp_fd"])
     os.chdir(config["cwd"])
+
+
+def setup(config: dict[str, Any], parent_alive: int | None) -> None:
+    """Everything between entering the namespaces and starting the agent (as pid 1)."""
+    prepare(config)
+    specialise(config, parent_alive)
+
+
+def child(config: dict[str, Any], parent_alive: int) -> None:
+    setup(config, parent_alive)
     os.execve(config["exec"][0], config["exec"], config["env"])
+
+
+def clone_into_namespaces(flags: int = NAMESPACES) -> int:
+    """``fork()`` straight into new namespaces: 0 in the child (pid 1 of its pid namespace).
+
+    A raw ``clone(2)`` (``os.fork`` cannot take namespace flags; ``os.unshare`` is 3.12+
+    and would need a second fork for the pid namespace), wrapped in CPython's fork hooks
+    so the child's interpreter state is that of an ``os.fork`` child (at-fork handlers
+    run: ``random`` reseeds). ``PyDLL`` keeps the GIL held across the call. The caller
+    must be single-threaded. glibc's own fork handlers do not run: in the child, glibc's
+    cached thread id is the parent's (``raise``/``abort`` misbehave); the agent uses
+    neither, and the runtime it forks with ``os.fork`` gets a proper one.
+    """
+    pylibc = ctypes.PyDLL(None, use_errno=True)
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = pylibc.syscall(SYS_CLONE, ctypes.c_ulong(flags | signal.SIGCHLD), 0, 0, 0, 0)
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    errno = ctypes.get_errno()
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, f"clone: {os.strerror(errno)}")
+    return int(pid)
 
 
 def main() -> None:
     config: dict[str, Any] = json.loads(sys.argv[1])
-    check(
-        libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
-        "unshare",
-    )
+    check(libc.unshare(NAMESPACES), "unshare")
     parent_alive, parent_holds = os.pipe()
     pid = os.fork()
     if pid == 0:
