@@ -232,6 +232,7 @@ def test_request_payload_limits_and_json(lambda_client: Any, hello: str) -> None
 
 def test_invocation_types(lambda_client: Any, hello: str) -> None:
     dry = lambda_client.invoke(FunctionName=hello, InvocationType="DryRun")
+    assert dry["Payload"].read() == b""  # also hands the connection back to the pool
     assert dry["StatusCode"] == 204
     with pytest.raises(ClientError) as excinfo:
         lambda_client.invoke(FunctionName=hello, InvocationType="Event", Payload=b"{}")
