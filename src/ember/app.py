@@ -34,7 +34,7 @@ from ember.events.mappings import MappingService
 from ember.events.poller import MappingPoller
 from ember.events.queues import QueueService
 from ember.events.store import EventsStore
-from ember.invocation.counting import DEFAULT_ACCOUNT_LIMIT, Counting
+from ember.invocation.counting import Counting
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
@@ -101,7 +101,7 @@ class Ember:
             settings.account_id,
             runtimes=catalogue.identifiers,
             on_change=placement.retire,
-            account_concurrency=DEFAULT_ACCOUNT_LIMIT,
+            account_concurrency=settings.account_concurrency,
         )
         counting = Counting(registry.account_concurrency)
         invoker = Invoker(

@@ -10,6 +10,7 @@ Environment variables (all optional):
     EMBER_REGION, EMBER_ACCOUNT_ID                  identity used in ARNs
     EMBER_SANDBOX                                   sandbox backend name
     EMBER_KEEP_ALIVE_SECONDS                        idle environment lifetime
+    EMBER_ACCOUNT_CONCURRENCY                       the account's concurrency limit (1000)
     EMBER_PYTHON_INTERPRETERS                       "python3.12=/path/python3.12,..."
     EMBER_AGENT_PYTHON                              interpreter that runs the in-sandbox agent
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
@@ -37,6 +38,7 @@ class Settings:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     sandbox_backend: str = "namespace"
+    account_concurrency: int = 1000  # Lambda's default per account and region
     keep_alive_s: float = 300.0  # an idle environment is stopped after this long
     reap_interval_s: float = 5.0  # how often idle environments are looked at
     init_timeout_s: float = 10.0  # Lambda's on-demand init limit
@@ -67,6 +69,8 @@ class Settings:
                 values[name] = env[key]
         if "EMBER_SANDBOX" in env:
             values["sandbox_backend"] = env["EMBER_SANDBOX"]
+        if "EMBER_ACCOUNT_CONCURRENCY" in env:
+            values["account_concurrency"] = int(env["EMBER_ACCOUNT_CONCURRENCY"])
         if "EMBER_KEEP_ALIVE_SECONDS" in env:
             values["keep_alive_s"] = float(env["EMBER_KEEP_ALIVE_SECONDS"])
         if "EMBER_SANDBOX_ZYGOTE" in env:
