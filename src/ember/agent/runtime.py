@@ -313,7 +313,7 @@ class RuntimeProcess:
                 stream.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            _run_forked(runtime, argv, cwd, env, out_write, err_write)
+            _become_runtime(runtime, argv, cwd, env, out_write, err_write)
         os.close(out_write)
         os.close(err_write)
         os.set_blocking(out_read, False)
@@ -346,18 +346,6 @@ class RuntimeProcess:
             return int(data[start + 6 : end])
         except ValueError:
             return 0
-
-
-def _run_forked(
-    runtime: ForkableRuntime,
-    argv: list[str],
-    cwd: str,
-    env: dict[str, str],
-    out_write: int,
-    err_write: int,
-) -> None:
-    """The forked runtime: become what an exec'ed one would be, run it, never return."""
-    _become_runtime(runtime, argv, cwd, env, out_write, err_write)
 
 
 def _become_runtime(

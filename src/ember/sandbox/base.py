@@ -91,6 +91,29 @@ class Sandbox(Protocol):
         ...
 
 
+class ChannelSandbox:
+    """What every backend's sandbox shares: an id and the channel to its agent."""
+
+    def __init__(
+        self, sandbox_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._id = sandbox_id
+        self._reader = reader
+        self._writer = writer
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def reader(self) -> asyncio.StreamReader:
+        return self._reader
+
+    @property
+    def writer(self) -> asyncio.StreamWriter:
+        return self._writer
+
+
 class SandboxBackend(Protocol):
     """Starts sandboxes. Scope: one per server process."""
 

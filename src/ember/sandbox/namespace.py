@@ -51,7 +51,7 @@ from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
 from ember.sandbox import cgroups, nsinit
-from ember.sandbox.base import SandboxSpec
+from ember.sandbox.base import ChannelSandbox, SandboxSpec
 from ember.sandbox.seccomp import compile_filter, filter_fd
 from ember.sandbox.zygote import Zygote, ZygoteUnavailable
 from ember.settings import Settings
@@ -125,7 +125,7 @@ class PidfdHead:
         return await asyncio.shield(self._exited)
 
 
-class NamespaceSandbox:
+class NamespaceSandbox(ChannelSandbox):
     """The namespace an environment runs in, and its head process. Scope: one environment."""
 
     def __init__(
@@ -137,26 +137,13 @@ class NamespaceSandbox:
         workdir: Path | None,
         started_by: str = "exec",
     ) -> None:
+        super().__init__(cgroup.name, reader, writer)
         self._process = process
         self.started_by = started_by  # "zygote" (forked) or "exec" (launcher process)
-        self._reader, self._writer = reader, writer
         self._cgroup = cgroup
         self._workdir = workdir
-        self._id = cgroup.name
         self._cleaned = False
         self._final: tuple[int | None, int] | None = None  # (peak, oom kills) once removed
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def reader(self) -> asyncio.StreamReader:
-        return self._reader
-
-    @property
-    def writer(self) -> asyncio.StreamWriter:
-        return self._writer
 
     @property
     def task_root(self) -> str:

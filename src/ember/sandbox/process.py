@@ -19,14 +19,14 @@ from pathlib import Path
 from ember.agent.launch import agent_argv
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
-from ember.sandbox.base import SandboxSpec
+from ember.sandbox.base import ChannelSandbox, SandboxSpec
 from ember.settings import Settings
 
 # The agent's own environment, built from scratch: nothing of the server's leaks in.
 AGENT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-class ProcessSandbox:
+class ProcessSandbox(ChannelSandbox):
     """One agent process (own session) and whatever it started. Scope: one environment."""
 
     def __init__(
@@ -36,24 +36,10 @@ class ProcessSandbox:
         writer: asyncio.StreamWriter,
         spec: SandboxSpec,
     ) -> None:
+        super().__init__(uuid.uuid4().hex, reader, writer)
         self._process = process
-        self._reader = reader
-        self._writer = writer
         self._spec = spec
-        self._id = uuid.uuid4().hex
         self._killed = False
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def reader(self) -> asyncio.StreamReader:
-        return self._reader
-
-    @property
-    def writer(self) -> asyncio.StreamWriter:
-        return self._writer
 
     @property
     def task_root(self) -> str:
