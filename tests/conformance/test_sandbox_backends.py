@@ -22,6 +22,7 @@ from ember.sandbox.base import SandboxBackend
 from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check, invoke, start_probe
 from ember.sandbox.namespace import NamespaceBackend
 from ember.sandbox.registry import BACKENDS, create_backend
+from ember.sandbox.zygote import ZygoteUnavailable
 from ember.settings import Settings
 
 PROBE_AVAILABLE = Path(PROBE_PYTHON).exists()
@@ -127,3 +128,24 @@ async def test_warm_pool_sandboxes_serve_and_outlive_their_zygote(
             await asyncio.wait_for(sandbox.wait_closed(), WAIT_S)
     finally:
         await backend.close()
+
+
+async def test_a_closed_backend_starts_nothing_more(tmp_path: Path) -> None:
+    """A refill timer that fires after close must not spawn a new zygote (it would
+    outlive the server)."""
+    if not PROBE_AVAILABLE:
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    backend = make_backend("namespace", tmp_path / "data", pool_size=1)
+    assert isinstance(backend, NamespaceBackend)
+    sandbox = await start_probe(backend, tmp_path)  # take() arms a refill timer
+    await sandbox.kill()
+    (zygote,) = backend.zygotes()
+    pool = backend.pool(zygote)
+    await backend.close()
+    pool.refill_soon()  # what the timer would do
+    assert pool.ready == 0
+    assert not pool.refilling
+    assert zygote.pid is None
+    with pytest.raises(ZygoteUnavailable):
+        await zygote.prestart({})
+    assert zygote.pid is None

@@ -381,7 +381,7 @@ class NamespaceBackend:
 
     async def close(self) -> None:
         for pool in self._pools.values():
-            pool.close()
+            await pool.close()
         for zygote in self._zygotes.values():
             await asyncio.to_thread(zygote.close)
         os.close(self._seccomp_fd)
@@ -433,17 +433,26 @@ class WarmPool:
         self._zygote = zygote
         self._ready: collections.deque[Prepared] = collections.deque()
         self._refilling: asyncio.Task[None] | None = None
+        self._refill_timer: asyncio.TimerHandle | None = None
+        self._closed = False
         self._root = str(backend.scratch / "root")  # each sandbox mounts its own root here
 
     async def take(self) -> Prepared:
         prepared = self._ready.popleft() if self._ready else await self._prestart(warm=False)
-        asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill_soon)
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+        self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill_soon)
         return prepared
 
     @property
     def ready(self) -> int:
         """How many pre-started sandboxes wait now."""
         return len(self._ready)
+
+    @property
+    def refilling(self) -> bool:
+        """Whether a background refill runs now."""
+        return self._refilling is not None
 
     async def fill(self) -> None:
         """Refill to ``pool_size`` now and return once done (start-up, tests)."""
@@ -452,6 +461,8 @@ class WarmPool:
             await asyncio.shield(self._refilling)
 
     def refill_soon(self) -> None:
+        if self._closed:
+            return
         if len(self._ready) < self._backend.pool_size and self._refilling is None:
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
 
@@ -479,9 +490,15 @@ class WarmPool:
             raise
         return Prepared(pid, pidfd, control, cgroup)
 
-    def close(self) -> None:
-        if self._refilling is not None:
-            self._refilling.cancel()
+    async def close(self) -> None:
+        """Stop refilling (for good) and discard the waiting sandboxes."""
+        self._closed = True
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+        refilling = self._refilling
+        if refilling is not None:
+            refilling.cancel()
+            await asyncio.wait({refilling})
         while self._ready:
             self._ready.popleft().discard()
 

@@ -214,6 +214,7 @@ class Zygote:
         self._ready = False
         self._failures = 0
         self._lock: asyncio.Lock | None = None
+        self._closed = False
         self.given_up = False
 
     @property
@@ -264,6 +265,8 @@ class Zygote:
         return int(answer["pid"]), fds[0], socket.socket(fileno=fds[1])
 
     async def _wait_ready(self) -> None:
+        if self._closed:
+            raise EOFError("the zygote was closed")
         if self.given_up:
             raise EOFError("the zygote was given up after repeated failures")
         if self._sock is None:
@@ -282,6 +285,8 @@ class Zygote:
     def restart(self, reason: str) -> None:
         """Drop the current zygote process and start another in the background."""
         self._stop()
+        if self._closed:
+            return
         self._note_failure()
         if self.given_up:
             log.error(
@@ -313,7 +318,8 @@ class Zygote:
         self._ready = False
 
     def close(self) -> None:
-        """Stop the zygote (its running sandboxes are not affected)."""
+        """Stop the zygote for good (its running sandboxes are not affected)."""
+        self._closed = True
         self._stop()
 
 
