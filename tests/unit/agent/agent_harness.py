@@ -143,6 +143,12 @@ class AgentSession:
             pass
         return self.frames
 
+    async def until_output(self, text: bytes, stream: str = "stdout") -> None:
+        """Read frames until the runtime's ``stream`` output contains ``text``."""
+        while text not in self.output(stream):
+            if await self.next_frame() is None:
+                raise AssertionError(f"channel closed before the runtime wrote {text!r}")
+
     def output(self, stream: str = "stdout") -> bytes:
         """Everything the runtime wrote to ``stream`` so far, from the LOG frames."""
         logs = self.frames_of(Kind.LOG)

@@ -415,6 +415,7 @@ def abandon(sock):
 abandoned = socket.create_connection(ADDRESS)
 abandoned.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
 abandon(abandoned)
+print("abandoned", flush=True)  # only now may the harness send the first invoke
 for n in (1, 2):
     fresh = http.client.HTTPConnection(API)  # a new connection for every request
     status, headers, body = call("GET", NEXT, headers={"Connection": "close"}, conn=fresh)
@@ -428,7 +429,13 @@ for n in (1, 2):
     else:
         post(rid, "response", body, {"Connection": "close"})
 """
-    session = await run_script(start_agent, task_root, source, invokes=2)
+    argv = scripted_runtime_argv(task_root, PRELUDE + source)
+    session = await start_agent(argv, task_root, lambda_env(task_root))
+    await session.expect(Kind.INIT_DONE)  # answered to the /next about to be abandoned
+    await session.until_output(b"abandoned\n")  # an invoke sent earlier could reach it
+    for n in (1, 2):
+        session.invoke(f"req-{n}", b'{"n": %d}' % n)
+        await session.expect(Kind.RESPONSE, Kind.ERROR)
     truncated, echoed = session.frames_of(Kind.ERROR)[0], session.frames_of(Kind.RESPONSE)[0]
     assert truncated.meta["error_type"] == "Runtime.TruncatedResponse"
     assert json_payload(truncated) == {
