@@ -26,6 +26,7 @@ from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
+from ember.api.versions import VersionsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
 from ember.control.registry import FunctionRegistry
@@ -141,6 +142,7 @@ class Ember:
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
             concurrency=ConcurrencyApi(functions, registry, invoker, placement),
+            versions=VersionsApi(functions, registry),
         )
         ember = cls(
             settings,

@@ -28,6 +28,7 @@ from ember.api.http import (
 )
 from ember.api.invoke import InvokeApi
 from ember.api.sqs import SqsApi
+from ember.api.versions import VersionsApi
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, UnknownOperationException
 from ember.observe.logs import LogWriter
@@ -47,6 +48,7 @@ class Services:
     sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
     event_sources: EventSourcesApi | None = None
     concurrency: ConcurrencyApi | None = None
+    versions: VersionsApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -78,6 +80,9 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_concurrency_routes(services.concurrency, op))
     if services.event_sources is not None:
         routes.extend(_event_source_routes(services.event_sources, op))
+    if services.versions is not None:
+        routes.append(Route(fn + "/versions", op(services.versions.publish), methods=["POST"]))
+        routes.append(Route(fn + "/versions", op(services.versions.list), methods=["GET"]))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
