@@ -12,6 +12,7 @@ import configparser
 import contextlib
 import logging
 import os
+import random
 import secrets
 import string
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
@@ -26,6 +28,7 @@ from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
+from ember.api.versions import VersionsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
 from ember.control.registry import FunctionRegistry
@@ -102,6 +105,7 @@ class Ember:
             runtimes=catalogue.identifiers,
             on_change=placement.retire,
             account_concurrency=settings.account_concurrency,
+            rng=random.Random(settings.routing_seed),  # noqa: S311 - traffic split, not a secret
         )
         counting = Counting(registry.account_concurrency)
         invoker = Invoker(
@@ -141,6 +145,8 @@ class Ember:
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
             concurrency=ConcurrencyApi(functions, registry, invoker, placement),
+            versions=VersionsApi(functions, registry),
+            aliases=AliasesApi(functions, registry),
         )
         ember = cls(
             settings,

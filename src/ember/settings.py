@@ -50,6 +50,7 @@ class Settings:
     sandbox_zygote: bool = True
     sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
     sandbox_prefault: bool = False  # pooled sandboxes break copy-on-write ahead of use
+    routing_seed: int | None = None  # seeds weighted alias routing (tests); None = random
 
     @property
     def endpoint_url(self) -> str:
@@ -69,8 +70,13 @@ class Settings:
                 values[name] = env[key]
         if "EMBER_SANDBOX" in env:
             values["sandbox_backend"] = env["EMBER_SANDBOX"]
-        if "EMBER_ACCOUNT_CONCURRENCY" in env:
-            values["account_concurrency"] = int(env["EMBER_ACCOUNT_CONCURRENCY"])
+        for key, name in (
+            ("EMBER_ACCOUNT_CONCURRENCY", "account_concurrency"),
+            ("EMBER_SANDBOX_POOL_SIZE", "sandbox_pool_size"),
+            ("EMBER_ROUTING_SEED", "routing_seed"),
+        ):
+            if key in env:
+                values[name] = int(env[key])
         if "EMBER_KEEP_ALIVE_SECONDS" in env:
             values["keep_alive_s"] = float(env["EMBER_KEEP_ALIVE_SECONDS"])
         if "EMBER_SANDBOX_ZYGOTE" in env:
@@ -82,8 +88,6 @@ class Settings:
             )
         if "EMBER_SANDBOX_PREFAULT" in env:
             values["sandbox_prefault"] = env["EMBER_SANDBOX_PREFAULT"].strip() in ("1", "true")
-        if "EMBER_SANDBOX_POOL_SIZE" in env:
-            values["sandbox_pool_size"] = int(env["EMBER_SANDBOX_POOL_SIZE"])
         if "EMBER_AGENT_PYTHON" in env:
             values["agent_python"] = env["EMBER_AGENT_PYTHON"]
         if env.get("EMBER_PYTHON_INTERPRETERS"):

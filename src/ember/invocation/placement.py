@@ -3,7 +3,9 @@
 A warm idle environment of the same function generation is reused (most recently used
 first, so the others can age out); otherwise a new one is launched. Idle environments
 are stopped after the keep-alive; a changed function (new code or configuration) never
-reuses an environment of its old generation.
+reuses an environment of its old generation. A generation belongs to one version:
+``$LATEST`` and version 1 never share an environment, even with the same code (an alias
+runs in the environments of the versions it routes to).
 
 Scope: one per server. Invariants: an environment is in at most one idle list, and never
 in one while BUSY; two concurrent invocations never get the same environment; every
@@ -22,11 +24,12 @@ from ember.invocation.environment import EnvState, ExecutionEnvironment
 from ember.model.functions import FunctionRecord
 
 Starter = Callable[[FunctionRecord], Awaitable[ExecutionEnvironment]]
+Generation = tuple[str, str, str, float]
 
 
-def generation(record: FunctionRecord) -> tuple[str, str, float]:
-    """Environments are interchangeable only within one code + configuration."""
-    return (record.name, record.code.sha256_hex, record.last_modified)
+def generation(record: FunctionRecord) -> Generation:
+    """Environments are interchangeable only within one version's code + configuration."""
+    return (record.name, record.version, record.code.sha256_hex, record.last_modified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +47,10 @@ class Placement:
         self._clock = clock
         self._keep_alive_s = keep_alive_s
         # generation => idle environments, most recently used last
-        self._idle: dict[tuple[str, str, float], list[ExecutionEnvironment]] = {}
+        self._idle: dict[Generation, list[ExecutionEnvironment]] = {}
         self._busy: set[ExecutionEnvironment] = set()
-        # function name => the generation last asked for; older ones are not kept idle
-        self._current: dict[str, tuple[str, str, float]] = {}
+        # (function, version) => the generation last asked for; older ones are not kept idle
+        self._current: dict[tuple[str, str], Generation] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._started = self._stopped = self._reused = 0
 
@@ -55,7 +58,8 @@ class Placement:
     async def environment(self, record: FunctionRecord) -> AsyncIterator[ExecutionEnvironment]:
         """An environment for ``record`` for the duration of the block."""
         key = generation(record)
-        self._current[record.name] = key
+        version = (record.name, record.version)
+        self._current[version] = key
         env = await self._take_idle(key, record.config.timeout)
         if env is None:
             env = await self._start(record)
@@ -67,7 +71,7 @@ class Placement:
             yield env
         finally:
             self._busy.discard(env)
-            if env.state is EnvState.READY and self._current.get(record.name) == key:
+            if env.state is EnvState.READY and self._current.get(version) == key:
                 self._idle.setdefault(key, []).append(env)
             else:
                 self._stop_later(env)
@@ -86,14 +90,20 @@ class Placement:
                 del self._idle[key]
         return count
 
-    def retire(self, function_name: str) -> None:
-        """Stop the idle environments of a function (it changed or was deleted).
+    def retire(self, function_name: str, version: str | None = None) -> None:
+        """Stop the idle environments of one version of a function, or of all of its
+        versions (``None``): it changed or was deleted.
 
-        Busy ones are stopped when they come back: the function has no current generation
+        Busy ones are stopped when they come back: the version has no current generation
         until it is invoked again.
         """
-        self._current.pop(function_name, None)
-        for key in [k for k in self._idle if k[0] == function_name]:
+
+        def matches(name: str, ver: str) -> bool:
+            return name == function_name and version in (None, ver)
+
+        for current in [c for c in self._current if matches(*c)]:
+            del self._current[current]
+        for key in [k for k in self._idle if matches(k[0], k[1])]:
             for env in self._idle.pop(key):
                 self._stop_later(env)
 
@@ -114,9 +124,7 @@ class Placement:
             idle, len(self._busy), self._started, self._stopped, self._reused
         )
 
-    async def _take_idle(
-        self, key: tuple[str, str, float], timeout_s: float
-    ) -> ExecutionEnvironment | None:
+    async def _take_idle(self, key: Generation, timeout_s: float) -> ExecutionEnvironment | None:
         """The most recently used idle environment whose runtime is back on ``/next``."""
         envs = self._idle.get(key)
         while envs:

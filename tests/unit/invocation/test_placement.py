@@ -92,3 +92,27 @@ async def test_an_environment_busy_while_its_function_changes_is_not_kept(plane:
     assert plane.placement.statistics().idle == 0  # READY, but of a retired generation
     await plane.placement.close()
     assert plane.backend.started[0].killed
+
+
+async def test_a_version_never_reuses_an_environment_of_latest(plane: Plane) -> None:
+    version_one = replace(plane.record, version="1")  # same code, same last change
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    result = await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    assert result.executed_version == "1"
+    assert len(plane.backend.started) == 2
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    assert len(plane.backend.started) == 2  # each version's own is reused
+    assert plane.placement.statistics().idle == 2
+
+
+async def test_retiring_one_version_keeps_the_others(plane: Plane) -> None:
+    version_one = replace(plane.record, version="1")
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    plane.placement.retire("fn", "$LATEST")  # UpdateFunctionCode: version 1 is unchanged
+    assert plane.placement.statistics().idle == 1
+    await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    assert len(plane.backend.started) == 2
+    plane.placement.retire("fn")  # DeleteFunction: every version
+    assert plane.placement.statistics().idle == 0
