@@ -22,6 +22,7 @@ from tests.integration.esm_support import (
     send_bodies,
     wait_for,
 )
+from tests.integration.functions import python_zip
 
 RECORDER = """
 def handler(event, context):
@@ -222,3 +223,28 @@ def test_kill_9_mid_stream_loses_no_message(tmp_path: Path) -> None:
         assert sum(processed.values()) - len(bodies) <= 60  # redelivered in-flight batches only
     finally:
         second.stop()
+
+
+def test_a_mapping_to_an_alias_runs_the_alias_version(server: EmberServer, sqs: Any) -> None:
+    lam = server.client()
+    url, arn = make_queue(sqs, "alias-source")
+    deploy(lam, "alias-target", RECORDER.replace("PROCESSED", "OLD-CODE"))
+    lam.get_waiter("function_active_v2").wait(FunctionName="alias-target")
+    version = lam.publish_version(FunctionName="alias-target")["Version"]
+    lam.update_function_code(
+        FunctionName="alias-target",
+        ZipFile=python_zip(RECORDER.replace("PROCESSED", "NEW-CODE")),
+    )
+    lam.create_alias(FunctionName="alias-target", Name="live", FunctionVersion=version)
+    created = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="alias-target:live")
+    assert created["FunctionArn"].endswith(":function:alias-target:live")
+    # the same queue may feed another qualifier of the function, not the same one twice
+    with pytest.raises(ClientError) as twice:
+        lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="alias-target:live")
+    assert twice.value.response["Error"]["Code"] == "ResourceConflictException"
+    send_bodies(sqs, url, ["via-alias"])
+    wait_for(queue_empty(sqs, url), 30, "the queue to drain")
+    log = function_log(server, "alias-target")
+    assert any("OLD-CODE via-alias" in line for line in log)
+    assert not any("NEW-CODE" in line for line in log)
+    assert any(line.startswith("START") and f"Version: {version}" in line for line in log)

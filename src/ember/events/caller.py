@@ -1,7 +1,8 @@
 """How a poller calls its function: synchronously, through the invoker, one outcome kind.
 
-``InvokerCaller`` resolves the function by name at every call (so an update or delete of
-the function is seen at once) and reduces whatever happened to ``ok`` (the response
+``InvokerCaller`` resolves the mapping's function ARN at every call (so an update or delete
+of the function is seen at once; a qualified ARN runs that version, or the version its
+alias routes to) and reduces whatever happened to ``ok`` (the response
 payload follows), ``error`` (function error, init error, timeout, platform failure: the
 batch stays in the queue) or ``retry`` (throttled, or the function is not Active yet:
 try the same batch again after a back-off).
@@ -16,6 +17,7 @@ from typing import Literal, Protocol
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, ResourceNotFoundException, TooManyRequestsException
 from ember.invocation.invoker import InvocationRequest, Invoker
+from ember.model.arns import parse_function_ref
 from ember.model.functions import State
 
 log = logging.getLogger("ember.events")
@@ -29,7 +31,7 @@ class CallOutcome:
 
 
 class FunctionCaller(Protocol):
-    async def call(self, function_name: str, payload: bytes) -> CallOutcome: ...
+    async def call(self, function_arn: str, payload: bytes) -> CallOutcome: ...
 
 
 class InvokerCaller:
@@ -39,22 +41,24 @@ class InvokerCaller:
         self._registry = registry
         self._invoker = invoker
 
-    async def call(self, function_name: str, payload: bytes) -> CallOutcome:
+    async def call(self, function_arn: str, payload: bytes) -> CallOutcome:
+        name, qualifier = parse_function_ref(function_arn, None, None)
         try:
-            record = self._registry.get(function_name)
+            record, _ = self._registry.resolve(name, qualifier)
         except ResourceNotFoundException:
             record = None
         if record is None or record.state is not State.ACTIVE:
             pending = record is not None and record.state is State.PENDING
             state = record.state if record else "deleted"
             return CallOutcome("retry" if pending else "error", detail=f"function is {state}")
-        request = InvocationRequest(payload=payload, invoked_arn=self._registry.arn(record.name))
+        invoked_arn = self._registry.arn(name, qualifier)
+        request = InvocationRequest(payload=payload, invoked_arn=invoked_arn)
         try:
             result = await self._invoker.invoke(record, request)
         except TooManyRequestsException as error:
             return CallOutcome("retry", detail=error.message)
         except EmberError as error:
-            log.warning("event source invoke of %s failed: %s", function_name, error.message)
+            log.warning("event source invoke of %s failed: %s", function_arn, error.message)
             return CallOutcome("error", detail=error.message)
         if result.function_error:
             return CallOutcome("error", result.payload, detail=result.function_error)

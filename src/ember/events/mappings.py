@@ -111,7 +111,7 @@ class MappingService:
             record = self._registry.get(name, qualifier)
         except ResourceNotFoundException as exc:
             raise ResourceNotFoundException("Function does not exist") from exc
-        return record.name, self._registry.arn(record.name)
+        return record.name, self._registry.arn(record.name, qualifier)
 
     # writes -----------------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class MappingService:
         name, arn = self._function(body["FunctionName"])
         queue = self._queue_of(source)
         for existing in self._mappings.values():
-            if existing.event_source_arn == source and existing.function_name == name:
+            if existing.event_source_arn == source and existing.function_arn == arn:
                 raise ResourceConflictException(
                     f'An event source mapping with SQS arn (" {source} ") and function '
                     f'(" {name} ") already exists. Please update or delete the existing '

@@ -216,7 +216,7 @@ class MappingPoller:
         """Invoke; on ``retry`` back off and try again while the batch stays invisible."""
         hidden_until = min(m.visible_at for m in batch)
         for delay in (*RETRY_BACKOFF_S, *([RETRY_BACKOFF_S[-1]] * 1000)):
-            outcome = await self._caller.call(self.mapping.function_name, payload)
+            outcome = await self._caller.call(self.mapping.function_arn, payload)
             if outcome.kind != "retry":
                 return outcome
             self.stats.retries += 1

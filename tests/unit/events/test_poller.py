@@ -30,7 +30,7 @@ class ScriptedFunction:
         self.peak = 0
         self.gate: asyncio.Event | None = None
 
-    async def call(self, function_name: str, payload: bytes) -> CallOutcome:
+    async def call(self, function_arn: str, payload: bytes) -> CallOutcome:
         records = json.loads(payload)["Records"]
         self.running += 1
         self.peak = max(self.peak, self.running)
