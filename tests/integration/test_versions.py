@@ -290,3 +290,35 @@ def test_versions_survive_a_restart(tmp_path: Any) -> None:
         assert client.publish_version(FunctionName="durable")["Version"] == "2"
     finally:
         second.stop()
+
+
+def test_list_functions_with_every_version(lambda_client: Any) -> None:
+    create(lambda_client, "all-a")
+    lambda_client.publish_version(FunctionName="all-a")
+    update_code(lambda_client, "all-a", "two")
+    lambda_client.publish_version(FunctionName="all-a")
+    create(lambda_client, "all-b")
+    pages = lambda_client.get_paginator("list_functions").paginate(
+        FunctionVersion="ALL", PaginationConfig={"PageSize": 2}
+    )
+    listed = [
+        (f["FunctionName"], f["Version"], f["FunctionArn"])
+        for p in pages
+        for f in p["Functions"]
+        if f["FunctionName"].startswith("all-")
+    ]
+    assert listed == [
+        ("all-a", "$LATEST", ARN + "all-a:$LATEST"),
+        ("all-a", "1", ARN + "all-a:1"),
+        ("all-a", "2", ARN + "all-a:2"),
+        ("all-b", "$LATEST", ARN + "all-b:$LATEST"),
+    ]
+    latest_only = [
+        (f["FunctionName"], f["Version"], f["FunctionArn"])
+        for f in lambda_client.list_functions()["Functions"]
+        if f["FunctionName"].startswith("all-")
+    ]
+    assert latest_only == [("all-a", "$LATEST", ARN + "all-a"), ("all-b", "$LATEST", ARN + "all-b")]
+    with pytest.raises(ClientError) as excinfo:
+        lambda_client.list_functions(FunctionVersion="SOME")
+    assert error(excinfo)[:2] == ("ValidationException", 400)

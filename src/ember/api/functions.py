@@ -21,7 +21,11 @@ from ember.api.paging import page
 from ember.api.shapes import function_configuration
 from ember.control.registry import FunctionRegistry
 from ember.control.validation import parse_create_function
-from ember.errors import AccessDeniedException, InvalidParameterValueException
+from ember.errors import (
+    AccessDeniedException,
+    InvalidParameterValueException,
+    ValidationException,
+)
 from ember.model.arns import merge_qualifier, parse_function_ref, runtime_version_arn
 from ember.model.functions import LATEST, FunctionRecord
 from ember.store.blobs import BlobStore
@@ -96,9 +100,18 @@ class FunctionsApi:
         return json_response(self.configuration(record, qualifier))
 
     async def list(self, request: Request, _body: bytes) -> Response:
+        """ListFunctions: ``$LATEST`` of every function, or with ``FunctionVersion=ALL``
+        every version too (by name, then ``$LATEST`` first and versions in order)."""
+        every_version = _function_version_filter(request.query_params.get("FunctionVersion"))
         records = self._registry.list()
-        chunk, marker = page(records, lambda r: r.name, str, request.query_params)
-        shape: dict[str, Any] = {"Functions": [self.configuration(r) for r in chunk]}
+        if every_version:
+            records = [version for r in records for version in self._registry.versions(r.name)]
+        chunk, marker = page(records, _list_ident, _list_order, request.query_params)
+        shape: dict[str, Any] = {
+            "Functions": [
+                self.configuration(r, r.version if every_version else None) for r in chunk
+            ]
+        }
         if marker is not None:
             shape["NextMarker"] = marker
         return json_response(shape)
@@ -142,3 +155,27 @@ class FunctionsApi:
 
     def _url_signature(self, sha: str, expires: str) -> str:
         return hmac.new(self._url_key, f"{sha}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def _function_version_filter(value: str | None) -> bool:
+    """ListFunctions' ``FunctionVersion``: absent, or ``ALL`` (every version)."""
+    if value is None:
+        return False
+    if value != "ALL":
+        raise ValidationException(
+            f"1 validation error detected: Value '{value}' at 'functionVersion' failed to "
+            "satisfy constraint: Member must satisfy enum value set: [ALL]"
+        )
+    return True
+
+
+def _list_ident(record: FunctionRecord) -> str:
+    return f"{record.name}:{record.version}"
+
+
+def _list_order(ident: str) -> tuple[str, int]:
+    """Names in order; within one, ``$LATEST`` first, then versions by number."""
+    name, _, version = ident.rpartition(":")
+    if not name:  # a marker from a list without versions: the bare name
+        return ident, -1
+    return name, 0 if version == "$LATEST" else int(version)
