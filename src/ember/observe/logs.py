@@ -1,9 +1,11 @@
 """The log writer: CloudWatch-style events buffered in memory, written in batches.
 
 ``emit`` never blocks and never awaits: the invoke path only appends to a list. A
-background task writes whatever has accumulated in one transaction, so a burst of
-invocations costs one commit. ``flush`` waits until everything emitted so far is stored
-(or dropped).
+background task writes whatever has accumulated in one transaction, at most ``LINGER_S``
+after the first event of a batch (so a stream of invokes costs one commit per batch, not
+a few per invoke: each write is several hops to the SQLite thread and back, which at one
+write per log line woke the server about ten times per invoke). ``flush`` writes at once
+and waits until everything emitted so far is stored (or dropped).
 
 Bounds: the buffer holds at most ``MAX_BUFFERED`` events; beyond that, events are
 dropped and counted (a function printing in a tight loop cannot exhaust the server's
@@ -19,11 +21,12 @@ import asyncio
 import contextlib
 import logging
 
-from ember.clock import Clock
+from ember.clock import Clock, TimerHandle
 from ember.store.base import LogEvent, Store
 
 log = logging.getLogger("ember.logs")
 MAX_BUFFERED = 100_000  # events waiting to be written; more are dropped and counted
+LINGER_S = 0.01  # how long the first event of a batch waits for company
 
 
 class LogWriter:
@@ -35,6 +38,9 @@ class LogWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._timer: TimerHandle | None = None  # the pending batch's write, when armed
+        self._writing = False
+        self._urgent = False  # a flush waits: write again at once until the buffer is empty
         self.written = 0
         self.dropped = 0
         self._dropped_since_report = 0
@@ -55,6 +61,11 @@ class LogWriter:
             self._dropped_since_report = 0
         self._buffer.append(LogEvent(group, stream, timestamp_ms, message))
         self._idle.clear()
+        if self._timer is None and not self._writing:
+            self._timer = self._clock.call_later(LINGER_S, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
         self._wakeup.set()
 
     async def flush(self) -> None:
@@ -62,9 +73,19 @@ class LogWriter:
         if self._task is None:
             await self._write_batch()
             return
+        if not self._idle.is_set():
+            self._urgent = True
+            self._disarm()
+            self._wakeup.set()
         await self._idle.wait()
 
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def close(self) -> None:
+        self._disarm()
         if self._task is not None:
             await self.flush()
             self._task.cancel()
@@ -77,9 +98,18 @@ class LogWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await self._write_batch()
+            self._writing = True
+            try:
+                await self._write_batch()
+            finally:
+                self._writing = False
             if not self._buffer:
+                self._urgent = False
                 self._idle.set()
+            elif self._urgent:
+                self._wakeup.set()
+            elif self._timer is None:
+                self._timer = self._clock.call_later(LINGER_S, self._due)
 
     async def _write_batch(self) -> None:
         batch, self._buffer = self._buffer, []

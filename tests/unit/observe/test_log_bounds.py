@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -54,4 +55,26 @@ async def test_a_flood_is_dropped_and_counted_not_buffered(tmp_path: Path, monke
     messages = [e.message for e in await store.read_logs("g")]
     assert messages[:10] == [f"{i}\n" for i in range(10)]
     assert messages[10:] == ["EMBER_LOGS_DROPPED 15 log events were dropped\n", "after\n"]
+    await store.close()
+
+
+async def test_events_linger_then_go_in_one_write_and_flush_does_not_wait(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "db")
+    clock = ManualClock()
+    writer = LogWriter(store, clock)
+    writer.start()
+    for index in range(3):  # one invoke's START, END, REPORT
+        writer.emit("g", "s", f"{index}\n")
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the writer task run: it must not write yet
+    assert writer.written == 0
+    clock.advance(logs_module.LINGER_S)
+    await writer.flush()
+    assert writer.written == 3
+    writer.emit("g", "s", "urgent\n")
+    await writer.flush()  # no clock advance: a flush writes at once
+    assert [e.message for e in await store.read_logs("g")] == ["0\n", "1\n", "2\n", "urgent\n"]
+    await writer.close()
     await store.close()
