@@ -20,7 +20,8 @@ are not supported: they are refused as missing authentication.
 
 from __future__ import annotations
 
-import calendar
+import datetime
+import functools
 import hashlib
 import hmac
 import re
@@ -164,8 +165,13 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=64)
 def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
-    """kSigning = HMAC chain over date, region, service and ``aws4_request``."""
+    """kSigning = HMAC chain over date, region, service and ``aws4_request``.
+
+    Cached: it changes once a day per key, region and service, and four chained HMACs on
+    every request were a measurable share of a warm invoke.
+    """
     k_date = _hmac(f"AWS4{secret_key}".encode(), date)
     k_region = _hmac(k_date, region)
     k_service = _hmac(k_region, service)
@@ -271,10 +277,15 @@ def _parse_amz_date(value: str) -> int | None:
     """Epoch seconds of a ``20261123T174925Z`` timestamp, or None if malformed."""
     if _AMZ_DATE_RE.fullmatch(value) is None:
         return None
-    try:
-        return calendar.timegm(time.strptime(value, AMZ_DATE_FORMAT))
+    try:  # slicing the fixed-width form: a fifth of time.strptime's cost
+        moment = datetime.datetime(
+            int(value[0:4]), int(value[4:6]), int(value[6:8]),
+            int(value[9:11]), int(value[11:13]), int(value[13:15]),
+            tzinfo=datetime.UTC,
+        )  # fmt: skip
     except ValueError:
         return None
+    return int(moment.timestamp())
 
 
 def _check_date(amz_date: str | None, auth: _Authorization, now: float, max_skew_s: int) -> None:
