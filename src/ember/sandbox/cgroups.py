@@ -95,10 +95,13 @@ class Cgroup:
         _write(memory / "memory.memsw.limit_in_bytes", limit, optional=True)  # swap off
         _write(cpu / "cpu.shares", str(cpu_shares(memory_mb)))
 
-    def memory_peak_bytes(self) -> int | None:
+    def memory_peak_path(self) -> Path:
         name = "memory.peak" if self.v == 2 else "memory.max_usage_in_bytes"
+        return self.dirs()[0] / name
+
+    def memory_peak_bytes(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
-            return int((self.dirs()[0] / name).read_text())
+            return int(self.memory_peak_path().read_text())
         return None
 
     def oom_kills(self) -> int:
@@ -115,6 +118,35 @@ class Cgroup:
         for directory in self.dirs():
             with contextlib.suppress(FileNotFoundError, OSError):
                 directory.rmdir()
+
+
+class PeakReader:
+    """A cgroup's peak memory, read through a descriptor kept open (after every invoke:
+    ``pread`` costs under a microsecond, building the path and opening the file ~26 µs).
+
+    Scope: one sandbox. ``close`` is idempotent; reads after it, or failed reads, give None.
+    """
+
+    def __init__(self, cgroup: Cgroup) -> None:
+        self._cgroup = cgroup
+        self._fd: int | None = None
+        self._closed = False
+
+    def read(self) -> int | None:
+        if self._closed:
+            return None
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._cgroup.memory_peak_path(), os.O_RDONLY | os.O_CLOEXEC)
+            return int(os.pread(self._fd, 32, 0))
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self._closed = True
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _enable_controllers(directory: Path) -> None:

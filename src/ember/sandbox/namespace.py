@@ -141,6 +141,7 @@ class NamespaceSandbox(ChannelSandbox):
         self._process = process
         self.started_by = started_by  # "zygote" (forked) or "exec" (launcher process)
         self._cgroup = cgroup
+        self._peak = cgroups.PeakReader(cgroup)
         self._workdir = workdir
         self._cleaned = False
         self._final: tuple[int | None, int] | None = None  # (peak, oom kills) once removed
@@ -162,7 +163,7 @@ class NamespaceSandbox(ChannelSandbox):
         return "127.0.0.1:9001"
 
     def memory_peak_bytes(self) -> int | None:
-        return self._final[0] if self._final else self._cgroup.memory_peak_bytes()
+        return self._final[0] if self._final else self._peak.read()
 
     def oom_killed(self) -> bool:
         return (self._final[1] if self._final else self._cgroup.oom_kills()) > 0
@@ -193,7 +194,8 @@ class NamespaceSandbox(ChannelSandbox):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), signal.SIGKILL)
                 time.sleep(0.005)
-        self._final = (self._cgroup.memory_peak_bytes(), self._cgroup.oom_kills())
+        self._final = (self._peak.read(), self._cgroup.oom_kills())
+        self._peak.close()
         self._cgroup.remove()
         if self._workdir is not None:
             with contextlib.suppress(OSError):
