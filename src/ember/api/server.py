@@ -27,6 +27,7 @@ from ember.api.http import (
     parse_count,
 )
 from ember.api.invoke import InvokeApi
+from ember.api.layers import LayersApi
 from ember.api.sqs import SqsApi
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, UnknownOperationException
@@ -47,6 +48,7 @@ class Services:
     sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
     event_sources: EventSourcesApi | None = None
     concurrency: ConcurrencyApi | None = None
+    layers: LayersApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -78,6 +80,8 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_concurrency_routes(services.concurrency, op))
     if services.event_sources is not None:
         routes.extend(_event_source_routes(services.event_sources, op))
+    if services.layers is not None:
+        routes.extend(_layer_routes(services.layers, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -105,6 +109,23 @@ def _event_source_routes(api: EventSourcesApi, op: Callable[[Handler], Any]) -> 
         Route(esm + "/{uuid}", op(api.get), methods=["GET"]),
         Route(esm + "/{uuid}", op(api.update), methods=["PUT"]),
         Route(esm + "/{uuid}", op(api.delete), methods=["DELETE"]),
+    ]
+
+
+def _layer_routes(api: LayersApi, op: Callable[[Handler], Any]) -> list[Route]:
+    layers = "/2018-10-31/layers"
+    versions = layers + "/{name}/versions"
+    version = versions + "/{version}"
+    return [
+        Route(layers, op(api.list_or_find), methods=["GET"]),  # also GetLayerVersionByArn
+        Route(layers + "/", op(api.list_or_find), methods=["GET"]),
+        Route(versions, op(api.publish), methods=["POST"]),
+        Route(versions, op(api.list_versions), methods=["GET"]),
+        Route(version, op(api.get), methods=["GET"]),
+        Route(version, op(api.delete), methods=["DELETE"]),
+        Route(version + "/policy", op(api.add_permission), methods=["POST"]),
+        Route(version + "/policy", op(api.get_policy), methods=["GET"]),
+        Route(version + "/policy/{sid}", op(api.remove_permission), methods=["DELETE"]),
     ]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -35,13 +35,17 @@ from ember.errors import (
     ResourceNotFoundException,
 )
 from ember.model.arns import function_arn
-from ember.model.functions import CodeInfo, FunctionRecord, State, UpdateStatus
+from ember.model.functions import CodeInfo, FunctionConfig, FunctionRecord, State, UpdateStatus
 from ember.store.base import Store
 from ember.store.blobs import BlobStore
 
 log = logging.getLogger("ember.control")
 
 UNRESERVED_MINIMUM = 100  # Lambda keeps at least this much of the account unreserved
+
+# Checks a configuration's Layers against the code (sha256) and fills in their sizes;
+# the third argument lists the layers the function already had (control/layers.py).
+LayerAttacher = Callable[[FunctionConfig, str, tuple[str, ...]], Awaitable[FunctionConfig]]
 
 REVISION_MISMATCH = (
     "The Revision Id provided does not match the latest Revision Id. "
@@ -60,6 +64,7 @@ class FunctionRegistry:
         runtimes: Callable[[], list[str]],
         on_change: Callable[[str], None] = lambda _name: None,
         account_concurrency: int = 1000,
+        attach_layers: LayerAttacher | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -69,6 +74,7 @@ class FunctionRegistry:
         self._runtimes = runtimes
         self._on_change = on_change
         self.account_concurrency = account_concurrency
+        self._attach_layers = attach_layers
         self._functions: dict[str, FunctionRecord] = {}  # name => current $LATEST record
         self._lock = asyncio.Lock()
         self._transitions: set[asyncio.Task[None]] = set()
@@ -127,12 +133,13 @@ class FunctionRegistry:
                 "Publish is not supported yet by Ember: create the function without it."
             )
         code = await self._store_code(command.zip_file)
+        config = await self._layers(command.config, code)
         async with self._lock:
             if command.name in self._functions:
                 raise ResourceConflictException(f"Function already exist: {command.name}")
             record = FunctionRecord(
                 name=command.name,
-                config=command.config,
+                config=config,
                 code=code,
                 revision_id=str(uuid.uuid4()),
                 last_modified=self._clock.wall(),
@@ -153,6 +160,8 @@ class FunctionRegistry:
                 "Publish is not supported yet by Ember: update the code without it."
             )
         code = await self._store_code(command.zip_file)
+        current = self.get(name).config
+        await self._layers(current, code, current.layers)  # the new code with the layers
         if command.dry_run:
             return replace(self.get(name), code=code)
         return await self._update(name, command.revision_id, lambda r: replace(r, code=code))
@@ -160,6 +169,7 @@ class FunctionRegistry:
     async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         current = self.get(name)
         config, revision = parse_update_configuration(body, current.config, self._runtimes())
+        config = await self._layers(config, current.code, current.config.layers)
         return await self._update(name, revision, lambda r: replace(r, config=config))
 
     async def delete(self, name: str, qualifier: str | None = None) -> None:
@@ -170,6 +180,13 @@ class FunctionRegistry:
             await self._store.delete_function(name)
             del self._functions[name]
         self._on_change(name)
+
+    async def _layers(
+        self, config: FunctionConfig, code: CodeInfo, previous: tuple[str, ...] = ()
+    ) -> FunctionConfig:
+        if self._attach_layers is None:
+            return config
+        return await self._attach_layers(config, code.sha256_hex, previous)
 
     async def close(self) -> None:
         for task in list(self._transitions):
