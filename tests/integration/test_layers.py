@@ -141,7 +141,9 @@ def test_publish_and_get_a_layer_version(server: EmberServer) -> None:
     for shape in (got, by_arn, by_layer_arn):
         assert shape["LayerVersionArn"] == published["LayerVersionArn"]
         assert shape["Content"]["CodeSha256"] == digest
+    usage = client.get_account_settings()["AccountUsage"]["TotalCodeSize"]
     second = publish(client, "shapes", files)
+    assert client.get_account_settings()["AccountUsage"]["TotalCodeSize"] == usage + len(zipped)
     assert second["Version"] == 2
     assert "CompatibleRuntimes" not in second
     assert "LicenseInfo" not in second

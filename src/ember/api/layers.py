@@ -167,6 +167,9 @@ class LayersApi:
             {"Policy": policy.document(resource), "RevisionId": policy.revision_id}
         )
 
+    def total_code_size(self) -> int:
+        return self._layers.total_code_size()
+
     # ------------------------------------------------------------ shapes
 
     def _version_shape(self, request: Request, layer: LayerVersion) -> dict[str, Any]:

@@ -132,6 +132,7 @@ def _layer_routes(api: LayersApi, op: Callable[[Handler], Any]) -> list[Route]:
 def _account_settings(services: Services) -> Handler:
     async def handler(_request: Request, _body: bytes) -> Response:
         records = services.registry.list()
+        layer_bytes = services.layers.total_code_size() if services.layers is not None else 0
         return json_response(
             {
                 "AccountLimit": {
@@ -142,7 +143,7 @@ def _account_settings(services: Services) -> Handler:
                     "UnreservedConcurrentExecutions": services.registry.unreserved_pool(),
                 },
                 "AccountUsage": {
-                    "TotalCodeSize": sum(r.code.size for r in records),
+                    "TotalCodeSize": sum(r.code.size for r in records) + layer_bytes,
                     "FunctionCount": len(records),
                 },
             }

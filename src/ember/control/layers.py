@@ -273,6 +273,15 @@ class LayerService:
             shas.append(layer.code.sha256_hex)
         return await self._trees.tree(tuple(shas))
 
+    def total_code_size(self) -> int:
+        """Bytes of every live layer version's zip (AccountUsage.TotalCodeSize counts them)."""
+        return sum(
+            layer.code.size
+            for versions in self._versions.values()
+            for layer in versions.values()
+            if not layer.deleted
+        )
+
     async def close(self) -> None:
         await self._store.close()
 
