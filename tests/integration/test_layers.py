@@ -462,3 +462,19 @@ def test_restart_keeps_layers_and_functions_using_them(server: EmberServer, data
         assert invoke(client, "durable-gone-user", {"action": "import"})["greeting"] == "gone"
     finally:
         restarted.stop()
+
+
+def test_layers_on_the_exec_path_too(tmp_path: Path) -> None:
+    """Without pre-warmed sandboxes (the exec fallback) /opt is mounted the same way."""
+    exec_server = start_server(tmp_path, env={"EMBER_SANDBOX_ZYGOTE": "0"})
+    try:
+        assert "exec (pre-warmed zygotes off)" in "".join(exec_server.output)
+        client = exec_server.client()
+        files = {"python/greeting.py": "def hello():\n    return 'exec path'\n"}
+        layer = publish(client, "exec-lib", files)
+        create(client, "exec-user", [layer["LayerVersionArn"]])
+        assert invoke(client, "exec-user", {"action": "import"})["greeting"] == "exec path"
+        result = invoke(client, "exec-user", {"action": "write", "path": "/opt/x"})
+        assert result == {"errno": 30, "error": "OSError"}
+    finally:
+        exec_server.stop()
