@@ -26,11 +26,13 @@ from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
+from ember.api.layers import LayersApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
 from ember.api.versions import VersionsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
+from ember.control.layers import LayerService
 from ember.control.registry import FunctionRegistry
 from ember.events.caller import InvokerCaller
 from ember.events.mappings import MappingService
@@ -48,6 +50,8 @@ from ember.sandbox.base import SandboxBackend
 from ember.sandbox.registry import create_backend
 from ember.settings import Settings
 from ember.store.blobs import BlobStore
+from ember.store.layer_trees import OptTrees
+from ember.store.layers import LayerStore
 from ember.store.sqlite import SqliteStore
 
 log = logging.getLogger("ember")
@@ -74,6 +78,7 @@ class Ember:
     events_store: EventsStore | None = None
     queues: QueueService | None = None
     mappings: MappingService | None = None
+    layers: LayerService | None = None
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -84,11 +89,26 @@ class Ember:
         credentials = load_credentials(settings, data / "credentials")
         store = await SqliteStore.open(data / "ember.db")
         blobs = BlobStore(data / "blobs", extract_zip)
+        layers = LayerService(
+            await LayerStore.open(data / "ember.db"),
+            blobs,
+            OptTrees(data / "blobs" / "opt", blobs),  # beside the trees it hard-links
+            clock,
+            settings.region,
+            settings.account_id,
+        )
         backend = create_backend(settings)
         catalogue = RuntimeCatalogue.discover(settings.python_interpreters)
         logs = LogWriter(store, clock)
         launcher = Launcher(
-            backend, blobs, catalogue, logs, clock, settings.region, settings.account_id
+            backend,
+            blobs,
+            catalogue,
+            logs,
+            clock,
+            settings.region,
+            settings.account_id,
+            opt_dirs=layers.opt_dir,
         )
         # the lambda defers the lookup: the invoker is built right below, with this placement
         placement = Placement(
@@ -106,6 +126,7 @@ class Ember:
             on_change=placement.retire,
             account_concurrency=settings.account_concurrency,
             rng=random.Random(settings.routing_seed),  # noqa: S311 - traffic split, not a secret
+            attach_layers=layers.attach,
         )
         counting = Counting(registry.account_concurrency)
         invoker = Invoker(
@@ -147,6 +168,7 @@ class Ember:
             concurrency=ConcurrencyApi(functions, registry, invoker, placement),
             versions=VersionsApi(functions, registry),
             aliases=AliasesApi(functions, registry),
+            layers=LayersApi(layers, functions),
         )
         ember = cls(
             settings,
@@ -161,11 +183,14 @@ class Ember:
             events_store=events_store,
             queues=queues,
             mappings=mappings,
+            layers=layers,
         )
         await ember._start()
         return ember
 
     async def _start(self) -> None:
+        if self.layers is not None:
+            await self.layers.load()  # before functions: their /opt trees name layers
         await self.registry.load()
         if self.queues is not None:
             await self.queues.load()
@@ -199,6 +224,8 @@ class Ember:
         await self.backend.close()
         if self.events_store is not None:
             await self.events_store.close()
+        if self.layers is not None:
+            await self.layers.close()
         await self.store.close()
 
 

@@ -147,7 +147,10 @@ class FunctionsApi:
         return Response(data, media_type="application/zip")
 
     def _code_url(self, request: Request, record: FunctionRecord) -> str:
-        sha = record.code.sha256_hex
+        return self.signed_code_url(request, record.code.sha256_hex)
+
+    def signed_code_url(self, request: Request, sha: str) -> str:
+        """A download URL for a zip of the blob store, valid ``CODE_URL_TTL_S`` seconds."""
         expires = str(int(time.time()) + CODE_URL_TTL_S)
         base = str(request.base_url).rstrip("/")
         signature = self._url_signature(sha, expires)

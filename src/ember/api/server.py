@@ -28,6 +28,7 @@ from ember.api.http import (
     parse_count,
 )
 from ember.api.invoke import InvokeApi
+from ember.api.layers import LayersApi
 from ember.api.sqs import SqsApi
 from ember.api.versions import VersionsApi
 from ember.control.registry import FunctionRegistry
@@ -51,6 +52,7 @@ class Services:
     concurrency: ConcurrencyApi | None = None
     versions: VersionsApi | None = None
     aliases: AliasesApi | None = None
+    layers: LayersApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -87,6 +89,8 @@ def build_app(services: Services) -> Starlette:
         routes.append(Route(fn + "/versions", op(services.versions.list), methods=["GET"]))
     if services.aliases is not None:
         routes.extend(_alias_routes(services.aliases, op))
+    if services.layers is not None:
+        routes.extend(_layer_routes(services.layers, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -128,9 +132,27 @@ def _event_source_routes(api: EventSourcesApi, op: Callable[[Handler], Any]) -> 
     ]
 
 
+def _layer_routes(api: LayersApi, op: Callable[[Handler], Any]) -> list[Route]:
+    layers = "/2018-10-31/layers"
+    versions = layers + "/{name}/versions"
+    version = versions + "/{version}"
+    return [
+        Route(layers, op(api.list_or_find), methods=["GET"]),  # also GetLayerVersionByArn
+        Route(layers + "/", op(api.list_or_find), methods=["GET"]),
+        Route(versions, op(api.publish), methods=["POST"]),
+        Route(versions, op(api.list_versions), methods=["GET"]),
+        Route(version, op(api.get), methods=["GET"]),
+        Route(version, op(api.delete), methods=["DELETE"]),
+        Route(version + "/policy", op(api.add_permission), methods=["POST"]),
+        Route(version + "/policy", op(api.get_policy), methods=["GET"]),
+        Route(version + "/policy/{sid}", op(api.remove_permission), methods=["DELETE"]),
+    ]
+
+
 def _account_settings(services: Services) -> Handler:
     async def handler(_request: Request, _body: bytes) -> Response:
         records = services.registry.list()
+        layer_bytes = services.layers.total_code_size() if services.layers is not None else 0
         return json_response(
             {
                 "AccountLimit": {
@@ -141,7 +163,7 @@ def _account_settings(services: Services) -> Handler:
                     "UnreservedConcurrentExecutions": services.registry.unreserved_pool(),
                 },
                 "AccountUsage": {
-                    "TotalCodeSize": sum(r.code.size for r in records),
+                    "TotalCodeSize": sum(r.code.size for r in records) + layer_bytes,
                     "FunctionCount": len(records),
                 },
             }

@@ -47,7 +47,8 @@ def function_configuration(record: FunctionRecord, arn: str, runtime_arn: str) -
     _optional(shape, "LastUpdateStatusReason", record.last_update_status_reason)
     _optional(shape, "LastUpdateStatusReasonCode", record.last_update_status_reason_code)
     if config.layers:
-        shape["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in config.layers]
+        sizes = dict(zip(config.layers, config.layer_code_sizes, strict=False))
+        shape["Layers"] = [{"Arn": arn, "CodeSize": sizes.get(arn, 0)} for arn in config.layers]
     if config.dead_letter_target:
         shape["DeadLetterConfig"] = {"TargetArn": config.dead_letter_target}
     shape.update(config.echoed)

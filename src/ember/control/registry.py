@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -46,7 +46,14 @@ from ember.errors import (
     ResourceNotFoundException,
 )
 from ember.model.arns import function_arn
-from ember.model.functions import LATEST, CodeInfo, FunctionRecord, State, UpdateStatus
+from ember.model.functions import (
+    LATEST,
+    CodeInfo,
+    FunctionConfig,
+    FunctionRecord,
+    State,
+    UpdateStatus,
+)
 from ember.store.base import Store
 from ember.store.blobs import BlobStore
 
@@ -55,6 +62,10 @@ log = logging.getLogger("ember.control")
 UNRESERVED_MINIMUM = 100  # Lambda keeps at least this much of the account unreserved
 
 REVISION_MISMATCH = v.REVISION_MISMATCH
+
+# Checks a configuration's Layers against the code (sha256) and fills in their sizes;
+# the third argument lists the layers the function already had (control/layers.py).
+LayerAttacher = Callable[[FunctionConfig, str, tuple[str, ...]], Awaitable[FunctionConfig]]
 
 
 class FunctionRegistry:
@@ -69,6 +80,7 @@ class FunctionRegistry:
         on_change: Callable[[str, str | None], None] = lambda _name, _version: None,
         account_concurrency: int = 1000,
         rng: random.Random | None = None,
+        attach_layers: LayerAttacher | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -78,6 +90,7 @@ class FunctionRegistry:
         self._runtimes = runtimes
         self._on_change = on_change
         self.account_concurrency = account_concurrency
+        self._attach_layers = attach_layers
         self._functions: dict[str, FunctionRecord] = {}  # name => current $LATEST record
         self._versions: dict[str, dict[str, FunctionRecord]] = {}  # name => number => version
         self._lock = asyncio.Lock()
@@ -167,12 +180,13 @@ class FunctionRegistry:
     async def create(self, command: CreateFunctionInput) -> FunctionRecord:
         """CreateFunction; with ``Publish`` the answer is version 1 (Pending, like $LATEST)."""
         code = await self._store_code(command.zip_file)
+        config = await self._layers(command.config, code)
         async with self._lock:
             if command.name in self._functions:
                 raise ResourceConflictException(f"Function already exist: {command.name}")
             record = FunctionRecord(
                 name=command.name,
-                config=command.config,
+                config=config,
                 code=code,
                 revision_id=str(uuid.uuid4()),
                 last_modified=self._clock.wall(),
@@ -191,6 +205,8 @@ class FunctionRegistry:
         self.get(name)  # a missing function is a 404 before any work on the upload
         command = await asyncio.to_thread(parse_update_code, body)
         code = await self._store_code(command.zip_file)
+        current = self.get(name).config
+        await self._layers(current, code, current.layers)  # the new code with the layers
         if command.dry_run:
             return replace(self.get(name), code=code)
         return await self._update(
@@ -200,6 +216,7 @@ class FunctionRegistry:
     async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         current = self.get(name)
         config, revision = parse_update_configuration(body, current.config, self._runtimes())
+        config = await self._layers(config, current.code, current.config.layers)
         return await self._update(name, revision, lambda r: replace(r, config=config))
 
     async def publish(
@@ -273,6 +290,13 @@ class FunctionRegistry:
         self._functions[name] = bumped
         self._versions.setdefault(name, {})[version.version] = version
         return version
+
+    async def _layers(
+        self, config: FunctionConfig, code: CodeInfo, previous: tuple[str, ...] = ()
+    ) -> FunctionConfig:
+        if self._attach_layers is None:
+            return config
+        return await self._attach_layers(config, code.sha256_hex, previous)
 
     async def close(self) -> None:
         for task in list(self._transitions):

@@ -3,12 +3,23 @@
 The runtime's environment follows Lambda's (lambda-spec.md §4.1): unreserved defaults,
 then the function's own variables on top of those, then the reserved variables, which
 the function cannot override. Nothing of the server's own environment is passed on.
+
+Layers: the function's layers, merged in order, are the sandbox's ``opt_dir`` (seen at
+``/opt``). Their paths as on Lambda: ``/opt/bin`` on ``PATH`` and ``/opt/lib`` on
+``LD_LIBRARY_PATH`` (the defaults below), ``/opt/nodejs/node<major>/node_modules`` and
+``/opt/nodejs/node_modules`` on ``NODE_PATH`` (here, the one place it is set), and
+``/opt/python`` and ``/opt/python/lib/python3.X/site-packages`` on the Python runtime's
+``sys.path`` (``runtimes/python/ember_ric/bootstrap.py``; the runtime runs with ``-I``,
+so ``PYTHONPATH`` would not be read).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from ember.agent.protocol import StartMeta
 from ember.clock import Clock
@@ -34,6 +45,10 @@ UNRESERVED_DEFAULTS = {
 }
 
 
+# The merged /opt tree of an ordered list of layer version ARNs (None without layers).
+OptDirs = Callable[[tuple[str, ...]], Awaitable[Path | None]]
+
+
 def log_group(record: FunctionRecord) -> str:
     return record.config.logging.log_group or f"/aws/lambda/{record.name}"
 
@@ -50,8 +65,10 @@ class Launcher:
         clock: Clock,
         region: str,
         account_id: str,
+        opt_dirs: OptDirs | None = None,
     ) -> None:
         self._backend = backend
+        self._opt_dirs = opt_dirs
         self._blobs = blobs
         self._catalogue = catalogue
         self._writer = writer
@@ -71,9 +88,12 @@ class Launcher:
         runtime = self.runtime(record)
         code_dir = await self._blobs.unpacked(record.code.sha256_hex)
         config = record.config
+        opt_dir = None
+        if config.layers and self._opt_dirs is not None:
+            opt_dir = await self._opt_dirs(config.layers)
         spec = SandboxSpec(
             code_dir,
-            None,
+            opt_dir,
             config.memory_size,
             config.ephemeral_storage,
             read_only_paths=runtime.host_paths(),
@@ -119,6 +139,9 @@ class Launcher:
         )
         if runtime.execution_env:
             env["AWS_EXECUTION_ENV"] = runtime.execution_env
+        node_path = _node_path(runtime.identifier, sandbox.opt_root, sandbox.runtime_dir)
+        if node_path is not None:
+            env.setdefault("NODE_PATH", node_path)
         if config.logging.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
             if config.logging.application_log_level:
@@ -130,6 +153,17 @@ class Launcher:
 
     def runtime_version_arn(self, runtime: Runtime) -> str:
         return runtime_version_arn(self._region, runtime.identifier)
+
+
+def _node_path(identifier: str, opt_root: str, runtime_dir: str) -> str | None:
+    """``NODE_PATH`` of a ``nodejs<major>.x`` runtime, as Lambda sets it (lambda-spec §4.1)."""
+    match = re.fullmatch(r"nodejs(\d+)\.x", identifier)
+    if match is None:
+        return None
+    return (
+        f"{opt_root}/nodejs/node{match[1]}/node_modules:{opt_root}/nodejs/node_modules:"
+        f"{runtime_dir}/node_modules"
+    )
 
 
 def _execution_credentials() -> tuple[str, str]:

@@ -61,6 +61,7 @@ class FunctionConfig:
     tracing_mode: str = "PassThrough"
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     layers: tuple[str, ...] = ()  # layer version ARNs, in order
+    layer_code_sizes: tuple[int, ...] = ()  # CodeSize of each of ``layers`` (same order)
     dead_letter_target: str | None = None
     # Accepted and echoed back unchanged, not acted on (VpcConfig, KMSKeyArn, ...):
     # wire name => wire value.

@@ -34,6 +34,7 @@ def load_record(text: str) -> FunctionRecord:
     config["echoed"] = MappingProxyType(config.get("echoed", {}))
     config["architectures"] = tuple(config.get("architectures", ("x86_64",)))
     config["layers"] = tuple(config.get("layers", ()))
+    config["layer_code_sizes"] = tuple(config.get("layer_code_sizes", ()))
     config["logging"] = LoggingConfig(**config.get("logging", {}))
     data["config"] = FunctionConfig(**_known(FunctionConfig, config))
     data["code"] = CodeInfo(**data["code"])
