@@ -26,9 +26,11 @@ from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
+from ember.api.tags import TagsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
 from ember.control.registry import FunctionRegistry
+from ember.control.tags import FunctionTags
 from ember.events.caller import InvokerCaller
 from ember.events.mappings import MappingService
 from ember.events.poller import MappingPoller
@@ -141,6 +143,7 @@ class Ember:
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
             concurrency=ConcurrencyApi(functions, registry, invoker, placement),
+            tags=TagsApi(FunctionTags(registry, settings.region, settings.account_id)),
         )
         ember = cls(
             settings,

@@ -28,6 +28,7 @@ from ember.api.http import (
 )
 from ember.api.invoke import InvokeApi
 from ember.api.sqs import SqsApi
+from ember.api.tags import TagsApi
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, UnknownOperationException
 from ember.observe.logs import LogWriter
@@ -47,6 +48,7 @@ class Services:
     sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
     event_sources: EventSourcesApi | None = None
     concurrency: ConcurrencyApi | None = None
+    tags: TagsApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -78,6 +80,8 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_concurrency_routes(services.concurrency, op))
     if services.event_sources is not None:
         routes.extend(_event_source_routes(services.event_sources, op))
+    if services.tags is not None:
+        routes.extend(_tag_routes(services.tags, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -105,6 +109,15 @@ def _event_source_routes(api: EventSourcesApi, op: Callable[[Handler], Any]) -> 
         Route(esm + "/{uuid}", op(api.get), methods=["GET"]),
         Route(esm + "/{uuid}", op(api.update), methods=["PUT"]),
         Route(esm + "/{uuid}", op(api.delete), methods=["DELETE"]),
+    ]
+
+
+def _tag_routes(api: TagsApi, op: Callable[[Handler], Any]) -> list[Route]:
+    path = "/2017-03-31/tags/{resource:path}"
+    return [
+        Route(path, op(api.list), methods=["GET"]),
+        Route(path, op(api.tag), methods=["POST"]),
+        Route(path, op(api.untag), methods=["DELETE"]),
     ]
 
 

@@ -257,3 +257,15 @@ class FunctionRegistry:
                 f"The function {self.arn(record.name)} was changed concurrently; try again."
             )
         self._functions[record.name] = record
+
+    async def change_tags(
+        self, name: str, change: Callable[[MappingProxyType[str, str]], dict[str, str]]
+    ) -> FunctionRecord:
+        """Replace a function's tags by ``change(current tags)`` (control/tags.py); like a
+        configuration change, it retires the function's idle environments (on_change)."""
+        async with self._lock:
+            current = self.get(name)
+            record = replace(current, tags=MappingProxyType(change(current.tags)))
+            await self._replace(current, record)
+        self._on_change(name)
+        return record

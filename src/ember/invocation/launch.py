@@ -17,10 +17,11 @@ from ember.invocation.environment import ExecutionEnvironment
 from ember.invocation.envlog import EnvironmentLog
 from ember.model.arns import function_arn, runtime_version_arn
 from ember.model.functions import FunctionRecord
+from ember.model.tags import wants_outbound_network
 from ember.observe.lines import log_stream_name
 from ember.observe.logs import LogWriter
 from ember.runtimes.catalogue import Runtime, RuntimeCatalogue
-from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
+from ember.sandbox.base import NetworkPolicy, Sandbox, SandboxBackend, SandboxSpec
 from ember.store.blobs import BlobStore
 
 UNRESERVED_DEFAULTS = {
@@ -76,6 +77,7 @@ class Launcher:
             None,
             config.memory_size,
             config.ephemeral_storage,
+            network=network_policy(record),
             read_only_paths=runtime.host_paths(),
             interpreter=runtime.interpreter,
         )
@@ -130,6 +132,13 @@ class Launcher:
 
     def runtime_version_arn(self, runtime: Runtime) -> str:
         return runtime_version_arn(self._region, runtime.identifier)
+
+
+def network_policy(record: FunctionRecord) -> NetworkPolicy:
+    """The function's ``ember:network`` tag (model/tags.py) as the sandbox's policy."""
+    if wants_outbound_network(record.tags):
+        return NetworkPolicy.OUTBOUND
+    return NetworkPolicy.NONE
 
 
 def _execution_credentials() -> tuple[str, str]:

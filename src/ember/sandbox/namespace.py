@@ -10,7 +10,11 @@ What a function sees (built by ``nsinit.py``, the launcher):
   ``EphemeralStorage`` size (a tmpfs: its pages count toward the memory limit);
 - host uid 993 / gid 990 (unprivileged, owning nothing), no capabilities, no_new_privs,
   and the seccomp deny list of ``seccomp.py``;
-- cgroup limits: memory = MemorySize (swap off), 1,024 pids, CPU share by memory.
+- cgroup limits: memory = MemorySize (swap off), 1,024 pids, CPU share by memory;
+- outbound network only when the spec asks for it (``NetworkPolicy.OUTBOUND``): a
+  slirp4netns process per such sandbox (``network.py``), started at specialisation
+  (zygote path) or once the launcher has unshared (exec path), before any function code
+  runs, and stopped with the sandbox. Other sandboxes start no process for it.
 
 Two ways to start one, same result:
 - the zygote path (default): a pre-warmed fork server per interpreter (``zygote.py``)
@@ -51,7 +55,8 @@ from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
 from ember.sandbox import cgroups, nsinit
-from ember.sandbox.base import ChannelSandbox, SandboxSpec
+from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
+from ember.sandbox.network import OutboundNetwork, read_byte, sandbox_config, slirp_binary
 from ember.sandbox.seccomp import compile_filter, filter_fd
 from ember.sandbox.zygote import Zygote, ZygoteUnavailable
 from ember.settings import Settings
@@ -136,9 +141,11 @@ class NamespaceSandbox(ChannelSandbox):
         cgroup: cgroups.Cgroup,
         workdir: Path | None,
         started_by: str = "exec",
+        network: OutboundNetwork | None = None,
     ) -> None:
         super().__init__(cgroup.name, reader, writer)
         self._process = process
+        self.network = network  # its slirp4netns, when it has outbound network
         self.started_by = started_by  # "zygote" (forked) or "exec" (launcher process)
         self._cgroup = cgroup
         self._workdir = workdir
@@ -177,6 +184,8 @@ class NamespaceSandbox(ChannelSandbox):
         await self._process.wait()
         if not self._cleaned:
             self._cleaned = True
+            if self.network is not None:
+                await self.network.close()
             await asyncio.to_thread(self._clean_up)
 
     def _clean_up(self) -> None:
@@ -254,7 +263,8 @@ class NamespaceBackend:
         return (
             f"namespace backend: pid/mount/net/ipc/uts namespaces, read-only root, uid "
             f"{SANDBOX_UID}, no capabilities, seccomp, cgroup v{self._cgroup_version} limits "
-            f"(memory, pids, cpu share); network: loopback only; cold starts: {starts}"
+            f"(memory, pids, cpu share); network: {network_description()}; "
+            f"cold starts: {starts}"
         )
 
     def _zygote(self, interpreter: str) -> Zygote:
@@ -298,8 +308,15 @@ class NamespaceBackend:
     async def _specialise(self, prepared: Prepared, spec: SandboxSpec) -> NamespaceSandbox:
         """Make a pre-started sandbox ``spec``'s: one message to it, and it runs."""
         cgroup = prepared.cgroup
-        parent, child = socket.socketpair()
         nsinit.unidle(prepared.pid)  # it may be pre-faulting as SCHED_IDLE: let it answer now
+        network = None
+        if spec.network is NetworkPolicy.OUTBOUND:  # configured before the function runs
+            try:
+                network = await OutboundNetwork.start(prepared.pid)
+            except SandboxError:
+                await asyncio.to_thread(prepared.discard)
+                raise
+        parent, child = socket.socketpair()
         try:
             cgroup.set_limits(spec.memory_mb)  # it is in there already, limits come now
             config = self._spec_config(spec)
@@ -307,6 +324,8 @@ class NamespaceBackend:
                             [child.fileno(), self._seccomp_fd])  # fmt: skip
         except OSError as exc:  # it died while waiting (or the cgroup is gone)
             parent.close()
+            if network is not None:
+                await network.close()
             prepared.discard()
             raise ZygoteUnavailable(f"a pre-started sandbox was lost: {exc}") from exc
         finally:
@@ -314,7 +333,8 @@ class NamespaceBackend:
             prepared.control.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self.last_started_by = "zygote"
-        return NamespaceSandbox(PidfdHead(prepared.pidfd), reader, writer, cgroup, None, "zygote")
+        head = PidfdHead(prepared.pidfd)
+        return NamespaceSandbox(head, reader, writer, cgroup, None, "zygote", network)
 
     async def _start_exec(self, spec: SandboxSpec) -> NamespaceSandbox:
         sandbox_id = self.new_cgroup_name()
@@ -324,6 +344,7 @@ class NamespaceBackend:
         await asyncio.to_thread(cgroup.create, spec.memory_mb)
         parent, child = socket.socketpair()
         seccomp = filter_fd(self._seccomp)
+        sync = NetworkSync() if spec.network is NetworkPolicy.OUTBOUND else None
         config = {
             **self.base_config(str(workdir / "root"), cgroup),
             **self._spec_config(spec),
@@ -331,22 +352,37 @@ class NamespaceBackend:
             "keep_fds": [child.fileno()],
             "exec": agent_argv(SANDBOX_PYTHON, child.fileno(), SANDBOX_AGENT_ROOT),
         }
+        sync_fds = sync.launcher_fds() if sync is not None else {}
+        if sync is not None:
+            config["network"].update(sync_fds)
         try:
             process = await asyncio.create_subprocess_exec(
                 self._launcher_python, "-I", "-S", LAUNCHER, json.dumps(config),
-                pass_fds=(child.fileno(), seccomp), env={}, cwd="/",
+                pass_fds=(child.fileno(), seccomp, *sync_fds.values()), env={}, cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             parent.close()
+            if sync is not None:
+                sync.close()
             await asyncio.to_thread(cgroup.remove)
             raise SandboxError(f"could not start the sandbox launcher: {exc}") from exc
         finally:
             child.close()
             os.close(seccomp)
+            if sync is not None:
+                sync.close_launcher_ends()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self.last_started_by = "exec"
-        return NamespaceSandbox(LauncherHead(process), reader, writer, cgroup, workdir)
+        head = LauncherHead(process)
+        sandbox = NamespaceSandbox(head, reader, writer, cgroup, workdir)
+        if sync is not None:
+            try:
+                sandbox.network = await sync.attach(process.pid)
+            except SandboxError:
+                await sandbox.kill()
+                raise
+        return sandbox
 
     def base_config(self, root: str, cgroup: cgroups.Cgroup) -> dict[str, Any]:
         """What every sandbox's launcher config holds, whatever the function."""
@@ -374,10 +410,10 @@ class NamespaceBackend:
         binds += [[str(path), str(path)] for path in spec.read_only_paths]
         if spec.opt_dir is not None:
             binds.append([str(spec.opt_dir), "/opt"])
-        return {
-            "spec_binds": binds,
-            "tmp_size_mb": spec.tmp_mb,
-        }
+        config: dict[str, Any] = {"spec_binds": binds, "tmp_size_mb": spec.tmp_mb}
+        if spec.network is NetworkPolicy.OUTBOUND:
+            config["network"] = sandbox_config()
+        return config
 
     async def close(self) -> None:
         for pool in self._pools.values():
@@ -385,6 +421,49 @@ class NamespaceBackend:
         for zygote in self._zygotes.values():
             await asyncio.to_thread(zygote.close)
         os.close(self._seccomp_fd)
+
+
+def network_description() -> str:
+    """The network part of ``describe``."""
+    if slirp_binary() is None:
+        return "loopback only (outbound network unavailable: slirp4netns is not installed)"
+    return (
+        "loopback only; functions tagged ember:network=outbound get outbound network "
+        "through slirp4netns (host loopback and 169.254.0.0/16 unreachable)"
+    )
+
+
+class NetworkSync:
+    """The exec path's handshake with its launcher for a networked sandbox: the launcher
+    says when it has unshared (then slirp4netns can attach to its network namespace),
+    pid 1 waits until the backend says the network is configured."""
+
+    def __init__(self) -> None:
+        self._unshared_read, self._unshared_write = os.pipe()
+        self._ready_read, self._ready_write = os.pipe()
+
+    def launcher_fds(self) -> dict[str, int]:
+        return {"unshared_fd": self._unshared_write, "ready_fd": self._ready_read}
+
+    def close_launcher_ends(self) -> None:
+        for fd in (self._unshared_write, self._ready_read):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        for fd in (self._unshared_read, self._ready_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    async def attach(self, launcher_pid: int) -> OutboundNetwork:
+        try:
+            if await read_byte(self._unshared_read, KILL_WAIT_S) != b"1":
+                raise SandboxError("the sandbox launcher ended before its network was set up")
+            network = await OutboundNetwork.start(launcher_pid)
+            os.write(self._ready_write, b"1")
+            return network
+        finally:
+            self.close()
 
 
 def sweep_leftovers(version: int, scratch: Path, prefix: str) -> None:

@@ -12,7 +12,10 @@ In order:
 2. the child joins the sandbox's cgroups (everything it starts is accounted and limited);
 3. it builds a fresh root on a tmpfs: read-only binds (``/usr``, the function code at
    ``/var/task``, layers at ``/opt``, the runtime and the agent), a size-limited ``/tmp``,
-   a private ``/proc``, a minimal ``/dev``; pivots into it; brings up ``lo``;
+   a private ``/proc``, a minimal ``/dev``; pivots into it; brings up ``lo``; a
+   networked sandbox (config ``network``) also gets ``/etc/resolv.conf`` (slirp's DNS)
+   and ``unreachable`` routes for link-local addresses (instance metadata), once the
+   backend's slirp4netns has configured its ``tap0`` (``network.py``);
 4. drops to the unprivileged host uid/gid (no capabilities), sets PR_SET_NO_NEW_PRIVS and
    the parent-death signal, loads the seccomp filter, and execs the agent.
 
@@ -51,6 +54,9 @@ SYS_PIVOT_ROOT = 155
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 4, 38, 22
 SECCOMP_MODE_FILTER = 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+RTM_NEWROUTE, NLMSG_ERROR = 24, 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNREACHABLE, RTA_DST = 254, 4, 7, 1
 FAILED = 111
 DEVICES = ("null", "zero", "random", "urandom")
 
@@ -121,6 +127,10 @@ def specialise_root(config: dict[str, Any]) -> str:
         MS_NOSUID | MS_NODEV,
         f"mode=1777,size={config['tmp_size_mb']}m",
     )
+    network = config.get("network")
+    if network is not None:
+        with open(root + "/etc/resolv.conf", "w") as handle:
+            handle.write(network["resolv_conf"])
     return root
 
 
@@ -152,6 +162,37 @@ def loopback_up() -> None:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def add_unreachable_route(network: str) -> None:
+    """``ip route add unreachable <network>`` in our network namespace, over rtnetlink."""
+    address, prefix = network.split("/")
+    route = struct.pack(
+        "=BBBBBBBBI", socket.AF_INET, int(prefix), 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0,
+        RTN_UNREACHABLE, 0,
+    )  # fmt: skip
+    body = route + struct.pack("=HH4s", 8, RTA_DST, socket.inet_aton(address))
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    header = struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, flags, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.sendto(header + body, (0, 0))
+        reply = sock.recv(4096)
+    kind, error = struct.unpack_from("=H", reply, 4)[0], struct.unpack_from("=i", reply, 16)[0]
+    if kind != NLMSG_ERROR or error != 0:
+        raise OSError(-error, f"route {network}: {os.strerror(-error)}")
+
+
+def finish_network(network: dict[str, Any]) -> None:
+    """A networked sandbox: wait until its tap is up (exec path: the backend says so on
+    ``ready_fd``), then make the addresses no function may reach unreachable."""
+    ready_fd = network.get("ready_fd")
+    if ready_fd is not None:
+        ready = os.read(ready_fd, 1)
+        os.close(ready_fd)
+        if ready != b"1":
+            raise OSError("the sandbox's network was not set up")
+    for blocked in network["unreachable"]:
+        add_unreachable_route(blocked)
 
 
 def drop_privileges(config: dict[str, Any], parent_alive: int | None) -> None:
@@ -255,6 +296,8 @@ def prepare(config: dict[str, Any]) -> None:
 def specialise(config: dict[str, Any], parent_alive: int | None) -> None:
     """The steps that make a prepared sandbox one function's, ending unprivileged."""
     pivot(specialise_root(config))
+    if config.get("network") is not None:
+        finish_network(config["network"])
     drop_privileges(config, parent_alive)
     load_seccomp(config["seccomp_fd"])
     os.chdir(config["cwd"])
@@ -298,6 +341,10 @@ def clone_into_namespaces(flags: int = NAMESPACES) -> int:
 def main() -> None:
     config: dict[str, Any] = json.loads(sys.argv[1])
     check(libc.unshare(NAMESPACES), "unshare")
+    network = config.get("network") or {}
+    if "unshared_fd" in network:  # the backend attaches the network namespace from now
+        os.write(network["unshared_fd"], b"1")
+        os.close(network["unshared_fd"])
     parent_alive, parent_holds = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -307,7 +354,8 @@ def main() -> None:
         except BaseException as exc:  # noqa: BLE001 - report anything, then fail
             sys.stderr.write(f"ember sandbox setup failed: {exc}\n")
         os._exit(FAILED)
-    for fd in [config["seccomp_fd"], parent_alive, *config["keep_fds"]]:
+    own_ends = [network["ready_fd"]] if "ready_fd" in network else []
+    for fd in [config["seccomp_fd"], parent_alive, *config["keep_fds"], *own_ends]:
         os.close(fd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _, status = os.waitpid(pid, 0)

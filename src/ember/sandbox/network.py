@@ -1,0 +1,130 @@
+"""Outbound network for one sandbox: a slirp4netns user-mode stack, started per sandbox.
+
+A sandbox has only its own loopback by default (no process is started for that). A
+sandbox whose spec asks for ``NetworkPolicy.OUTBOUND`` gets a ``tap0`` interface in its
+network namespace, served by one ``slirp4netns`` process on the host side:
+
+- the sandbox is 10.0.2.100/24, its gateway 10.0.2.2, its DNS server 10.0.2.3 (slirp
+  forwards it to the host's resolver); outbound TCP/UDP leave through ordinary host
+  sockets of the slirp process, so they can reach what the host can reach;
+- the host's loopback (127.0.0.0/8 on the host: Ember's own API, the other sandboxes'
+  channels) is unreachable: ``--disable-host-loopback``;
+- link-local addresses, instance metadata 169.254.169.254 among them, are unreachable
+  too: the sandbox side adds an ``unreachable`` route for them (``nsinit``) before any
+  function code runs; no packet to them reaches slirp at all;
+- slirp itself runs in its own mount namespace with no capabilities and a seccomp
+  filter (``--enable-sandbox --enable-seccomp``): it parses untrusted packets.
+
+Lifetime: the process is killed when the sandbox is cleaned up (``close``), and it
+holds the read end of a pipe whose write end only the server holds (``--exit-fd``): if
+the server dies, every slirp process exits with it. Scope: one ``OutboundNetwork`` per
+networked sandbox; the rest of the module is stateless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+
+from ember.errors import SandboxError
+
+SLIRP = "slirp4netns"
+TAP = "tap0"
+MTU = 65520
+READY_TIMEOUT_S = 5.0
+DNS_SERVER = "10.0.2.3"
+RESOLV_CONF = f"nameserver {DNS_SERVER}\noptions attempts:2 timeout:2\n"
+UNREACHABLE = ("169.254.0.0/16",)  # link-local: instance metadata and its relatives
+
+
+def slirp_binary() -> str | None:
+    """The slirp4netns executable, if installed."""
+    return shutil.which(SLIRP, path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin")
+
+
+def sandbox_config() -> dict[str, object]:
+    """What the sandbox side (``nsinit``) needs to finish a networked sandbox's setup."""
+    return {"resolv_conf": RESOLV_CONF, "unreachable": list(UNREACHABLE)}
+
+
+class OutboundNetwork:
+    """One sandbox's slirp4netns process. Invariant: once ``close`` returns it is gone."""
+
+    def __init__(self, process: asyncio.subprocess.Process, exit_fd: int) -> None:
+        self._process = process
+        self._exit_fd = exit_fd  # closing it makes slirp exit (our end of --exit-fd)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @classmethod
+    async def start(cls, target_pid: int) -> OutboundNetwork:
+        """Give the network namespace of ``target_pid`` a configured ``tap0``; return
+        once slirp reports it configured. Raises ``SandboxError``."""
+        binary = slirp_binary()
+        if binary is None:
+            raise SandboxError(
+                "outbound network needs slirp4netns (Debian package slirp4netns; "
+                "`make setup` installs it when run as root)"
+            )
+        ready_read, ready_write = os.pipe()
+        exit_read, exit_write = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                binary, "--configure", f"--mtu={MTU}", "--disable-host-loopback",
+                "--enable-sandbox", "--enable-seccomp",
+                f"--ready-fd={ready_write}", f"--exit-fd={exit_read}", str(target_pid), TAP,
+                pass_fds=(ready_write, exit_read), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            os.close(exit_write)
+            os.close(ready_read)
+            raise SandboxError(f"could not start slirp4netns: {exc}") from exc
+        finally:
+            os.close(ready_write)
+            os.close(exit_read)
+        network = cls(process, exit_write)
+        try:
+            ready = await read_byte(ready_read, READY_TIMEOUT_S)
+        finally:
+            os.close(ready_read)
+        if ready != b"1":
+            await network.close()
+            raise SandboxError(
+                "slirp4netns could not set up the sandbox's network "
+                f"(exit status {process.returncode})"
+            )
+        return network
+
+    async def close(self) -> None:
+        """Stop the slirp process and wait for it. Idempotent."""
+        if self._exit_fd >= 0:
+            os.close(self._exit_fd)
+            self._exit_fd = -1
+        with contextlib.suppress(ProcessLookupError):
+            self._process.kill()
+        await self._process.wait()
+
+
+async def read_byte(fd: int, timeout_s: float) -> bytes:
+    """One byte from ``fd`` (b"" at EOF or when nothing came within ``timeout_s``)."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _set_once, readable)
+    try:
+        await asyncio.wait_for(readable, timeout_s)
+    except TimeoutError:
+        return b""
+    finally:
+        loop.remove_reader(fd)
+    return os.read(fd, 1)
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
