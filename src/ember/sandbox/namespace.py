@@ -28,8 +28,10 @@ Two ways to start one, same result:
   (``Settings.sandbox_zygote``), and for any start whose zygote is down (which is then
   restarted in the background).
 
-Requires root (the launcher sets up mounts and cgroups before dropping to uid 993).
-Rootless operation through user namespaces is not implemented yet.
+As root, the launcher sets up mounts and cgroups before dropping to host uid 993. Run by
+another user (rootless, ``rootless.py``), each sandbox also gets a user namespace, in
+which 993 is the server's own uid, and no cgroups unless the hierarchy is writable: what
+cannot be applied is reported at start (``unapplied_limits``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,21 @@ from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
 from ember.sandbox import cgroups, nsinit
 from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
-from ember.sandbox.network import OutboundNetwork, read_byte, sandbox_config, slirp_binary
+from ember.sandbox.network import (
+    NetworkSync,
+    OutboundNetwork,
+    network_description,
+    network_refusal,
+    sandbox_config,
+)
+from ember.sandbox.rootless import (
+    NoCgroup,
+    SandboxCgroup,
+    cgroups_usable,
+    is_rootless,
+    unapplied_limits,
+    userns_refusal,
+)
 from ember.sandbox.seccomp import compile_filter, filter_fd
 from ember.sandbox.zygote import Zygote, ZygoteUnavailable
 from ember.settings import Settings
@@ -138,7 +154,7 @@ class NamespaceSandbox(ChannelSandbox):
         process: Head,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        cgroup: cgroups.Cgroup,
+        cgroup: SandboxCgroup,
         workdir: Path | None,
         started_by: str = "exec",
         network: OutboundNetwork | None = None,
@@ -223,13 +239,15 @@ class NamespaceBackend:
         pool_size: int = 3,
         prefault: bool = False,
     ) -> None:
-        if os.geteuid() != 0:
+        self.rootless = is_rootless()
+        refusal = userns_refusal() if self.rootless else None
+        if refusal is not None:
             raise SandboxError(
-                "the namespace sandbox needs root (rootless mode is not implemented yet); "
-                "run as root, or choose --sandbox process (no isolation) explicitly"
+                f"the namespace sandbox needs root or user namespaces, and {refusal}; run as "
+                "root, or choose --sandbox process (no isolation) explicitly"
             )
-        version = cgroups.version()
-        if version is None:
+        version = cgroups_usable()
+        if version is None and not self.rootless:
             raise SandboxError("no usable cgroup memory/pids/cpu controllers on this host")
         self._cgroup_version = version
         self._launcher_python = launcher_python
@@ -254,17 +272,33 @@ class NamespaceBackend:
         if prewarm:
             self._zygote(SANDBOX_PYTHON)
 
+    def unapplied_limits(self) -> list[str]:
+        """What this backend cannot apply here (rootless), for the start-up log."""
+        limits = unapplied_limits(self._cgroup_version, SANDBOX_UID, SANDBOX_GID)
+        refusal = network_refusal()
+        if refusal is not None:
+            limits.append(
+                f"outbound network (tag ember:network=outbound): {refusal}; starting a "
+                "function with that tag fails"
+            )
+        return limits
+
     def describe(self) -> str:
         starts = (
             "pre-warmed zygote per interpreter (fork; exec if a zygote is down)"
             if self.prewarm
             else "exec (pre-warmed zygotes off)"
         )
+        mode = "rootless: user/" if self.rootless else ""
+        limits = (
+            f"cgroup v{self._cgroup_version} limits (memory, pids, cpu share)"
+            if self._cgroup_version is not None
+            else "NO cgroup limits"
+        )
         return (
-            f"namespace backend: pid/mount/net/ipc/uts namespaces, read-only root, uid "
-            f"{SANDBOX_UID}, no capabilities, seccomp, cgroup v{self._cgroup_version} limits "
-            f"(memory, pids, cpu share); network: {network_description()}; "
-            f"cold starts: {starts}"
+            f"namespace backend: {mode}pid/mount/net/ipc/uts namespaces, read-only root, uid "
+            f"{SANDBOX_UID}, no capabilities, seccomp, {limits}; network: "
+            f"{network_description()}; cold starts: {starts}"
         )
 
     def _zygote(self, interpreter: str) -> Zygote:
@@ -279,6 +313,13 @@ class NamespaceBackend:
 
     def new_cgroup_name(self) -> str:
         return self.cgroup_prefix + uuid.uuid4().hex
+
+    def new_cgroup(self) -> SandboxCgroup:
+        """A new sandbox's cgroup (``NoCgroup`` where none can be made: rootless)."""
+        name = self.new_cgroup_name()
+        if self._cgroup_version is None:
+            return NoCgroup(name)
+        return cgroups.Cgroup(name, self._cgroup_version)
 
     def zygotes(self) -> list[Zygote]:
         return list(self._zygotes.values())
@@ -337,10 +378,9 @@ class NamespaceBackend:
         return NamespaceSandbox(head, reader, writer, cgroup, None, "zygote", network)
 
     async def _start_exec(self, spec: SandboxSpec) -> NamespaceSandbox:
-        sandbox_id = self.new_cgroup_name()
-        workdir = self.scratch / sandbox_id
+        cgroup = self.new_cgroup()
+        workdir = self.scratch / cgroup.name
         (workdir / "root").mkdir(parents=True)
-        cgroup = cgroups.Cgroup(sandbox_id, self._cgroup_version)
         await asyncio.to_thread(cgroup.create, spec.memory_mb)
         parent, child = socket.socketpair()
         seccomp = filter_fd(self._seccomp)
@@ -384,7 +424,7 @@ class NamespaceBackend:
                 raise
         return sandbox
 
-    def base_config(self, root: str, cgroup: cgroups.Cgroup) -> dict[str, Any]:
+    def base_config(self, root: str, cgroup: SandboxCgroup) -> dict[str, Any]:
         """What every sandbox's launcher config holds, whatever the function."""
         binds = [["/usr", "/usr"], [RUNTIME_DIR, SANDBOX_RUNTIME_DIR],
                  [str(source_root() / "ember" / "agent"), "/var/rapid/ember/agent"]]  # fmt: skip
@@ -423,55 +463,12 @@ class NamespaceBackend:
         os.close(self._seccomp_fd)
 
 
-def network_description() -> str:
-    """The network part of ``describe``."""
-    if slirp_binary() is None:
-        return "loopback only (outbound network unavailable: slirp4netns is not installed)"
-    return (
-        "loopback only; functions tagged ember:network=outbound get outbound network "
-        "through slirp4netns (host loopback and 169.254.0.0/16 unreachable)"
-    )
-
-
-class NetworkSync:
-    """The exec path's handshake with its launcher for a networked sandbox: the launcher
-    says when it has unshared (then slirp4netns can attach to its network namespace),
-    pid 1 waits until the backend says the network is configured."""
-
-    def __init__(self) -> None:
-        self._unshared_read, self._unshared_write = os.pipe()
-        self._ready_read, self._ready_write = os.pipe()
-
-    def launcher_fds(self) -> dict[str, int]:
-        return {"unshared_fd": self._unshared_write, "ready_fd": self._ready_read}
-
-    def close_launcher_ends(self) -> None:
-        for fd in (self._unshared_write, self._ready_read):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def close(self) -> None:
-        for fd in (self._unshared_read, self._ready_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    async def attach(self, launcher_pid: int) -> OutboundNetwork:
-        try:
-            if await read_byte(self._unshared_read, KILL_WAIT_S) != b"1":
-                raise SandboxError("the sandbox launcher ended before its network was set up")
-            network = await OutboundNetwork.start(launcher_pid)
-            os.write(self._ready_write, b"1")
-            return network
-        finally:
-            self.close()
-
-
-def sweep_leftovers(version: int, scratch: Path, prefix: str) -> None:
+def sweep_leftovers(version: int | None, scratch: Path, prefix: str) -> None:
     """Remove what a killed server left: empty sandbox cgroups and scratch roots."""
-    for name in cgroups.leftover_names(version):
-        if not name.startswith(prefix):
-            continue  # another server's
-        cgroups.Cgroup(name, version).remove()
+    if version is not None:
+        for name in cgroups.leftover_names(version):
+            if name.startswith(prefix):  # else another server's
+                cgroups.Cgroup(name, version).remove()
     for workdir in scratch.iterdir():
         with contextlib.suppress(OSError):
             (workdir / "root").rmdir()
@@ -485,7 +482,7 @@ class Prepared:
     pid: int
     pidfd: int
     control: socket.socket  # one message on it specialises the sandbox
-    cgroup: cgroups.Cgroup  # joined already; limits written at specialisation
+    cgroup: SandboxCgroup  # joined already; limits written at specialisation
 
     def discard(self) -> None:
         """Kill it, wait until it is gone (pidfd), remove its cgroup."""
@@ -559,7 +556,7 @@ class WarmPool:
     async def _prestart(self, warm: bool) -> Prepared:
         """``warm``: have it pay its copy-on-write faults ahead (worth it only off the
         critical path: for a start waiting on it, lazy faults cost less)."""
-        cgroup = cgroups.Cgroup(self._backend.new_cgroup_name(), self._backend.cgroup_version)
+        cgroup = self._backend.new_cgroup()
         try:
             cgroup.create_dirs()
             config = {**self._backend.base_config(self._root, cgroup), "warm": warm}

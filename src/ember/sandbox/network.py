@@ -18,7 +18,7 @@ network namespace, served by one ``slirp4netns`` process on the host side:
 Lifetime: the process is killed when the sandbox is cleaned up (``close``), and it
 holds the read end of a pipe whose write end only the server holds (``--exit-fd``): if
 the server dies, every slirp process exits with it. Scope: one ``OutboundNetwork`` per
-networked sandbox; the rest of the module is stateless.
+networked sandbox, one ``NetworkSync`` per networked exec-path start.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import subprocess
 from ember.errors import SandboxError
 
 SLIRP = "slirp4netns"
+TUN_DEVICE = "/dev/net/tun"  # slirp opens it inside the sandbox's namespaces
 TAP = "tap0"
 MTU = 65520
 READY_TIMEOUT_S = 5.0
@@ -43,6 +44,29 @@ UNREACHABLE = ("169.254.0.0/16",)  # link-local: instance metadata and its relat
 def slirp_binary() -> str | None:
     """The slirp4netns executable, if installed."""
     return shutil.which(SLIRP, path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin")
+
+
+def network_refusal() -> str | None:
+    """Why outbound network cannot be given here, or None when it can."""
+    if slirp_binary() is None:
+        return (
+            "slirp4netns is not installed (Debian package slirp4netns; `make setup` installs "
+            "it when run as root)"
+        )
+    if os.geteuid() != 0 and not os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+        return f"{TUN_DEVICE} is not readable and writable by uid {os.geteuid()}"
+    return None
+
+
+def network_description() -> str:
+    """The network part of the namespace backend's ``describe``."""
+    refusal = network_refusal()
+    if refusal is not None:
+        return f"loopback only (outbound network unavailable: {refusal})"
+    return (
+        "loopback only; functions tagged ember:network=outbound get outbound network "
+        "through slirp4netns (host loopback and 169.254.0.0/16 unreachable)"
+    )
 
 
 def sandbox_config() -> dict[str, object]:
@@ -65,12 +89,10 @@ class OutboundNetwork:
     async def start(cls, target_pid: int) -> OutboundNetwork:
         """Give the network namespace of ``target_pid`` a configured ``tap0``; return
         once slirp reports it configured. Raises ``SandboxError``."""
+        refusal = network_refusal()
         binary = slirp_binary()
-        if binary is None:
-            raise SandboxError(
-                "outbound network needs slirp4netns (Debian package slirp4netns; "
-                "`make setup` installs it when run as root)"
-            )
+        if refusal is not None or binary is None:
+            raise SandboxError(f"outbound network is unavailable on this server: {refusal}")
         ready_read, ready_write = os.pipe()
         exit_read, exit_write = os.pipe()
         try:
@@ -109,6 +131,39 @@ class OutboundNetwork:
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
         await self._process.wait()
+
+
+class NetworkSync:
+    """The exec path's handshake with its launcher for a networked sandbox: the launcher
+    says when it has unshared (then slirp4netns can attach to its network namespace),
+    pid 1 waits until the backend says the network is configured."""
+
+    def __init__(self) -> None:
+        self._unshared_read, self._unshared_write = os.pipe()
+        self._ready_read, self._ready_write = os.pipe()
+
+    def launcher_fds(self) -> dict[str, int]:
+        return {"unshared_fd": self._unshared_write, "ready_fd": self._ready_read}
+
+    def close_launcher_ends(self) -> None:
+        for fd in (self._unshared_write, self._ready_read):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        for fd in (self._unshared_read, self._ready_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    async def attach(self, launcher_pid: int) -> OutboundNetwork:
+        try:
+            if await read_byte(self._unshared_read, READY_TIMEOUT_S) != b"1":
+                raise SandboxError("the sandbox launcher ended before its network was set up")
+            network = await OutboundNetwork.start(launcher_pid)
+            os.write(self._ready_write, b"1")
+            return network
+        finally:
+            self.close()
 
 
 async def read_byte(fd: int, timeout_s: float) -> bytes:

@@ -43,7 +43,10 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 NAMESPACES = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+SYS_CAPSET = 126  # x86_64
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SYS_CLONE = 56  # x86_64
 MADV_POPULATE_WRITE = 23
 POPULATE_STEP = 1 << 20
@@ -63,8 +66,64 @@ DEVICES = ("null", "zero", "random", "urandom")
 libc = ctypes.CDLL(None, use_errno=True)
 
 
+# Rootless (not root): the server's uid/gid, saved before entering a new user namespace
+# whose id maps are still to be written (``map_ids``); None otherwise.
+_outer_ids: tuple[int, int] | None = None
+
+
 class SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def new_namespaces() -> int:
+    """The namespaces of a new sandbox: plus a user namespace when not root (rootless),
+    which is what lets an unprivileged user create the others and set them up."""
+    return NAMESPACES | (CLONE_NEWUSER if os.geteuid() != 0 else 0)
+
+
+def map_ids(config: dict[str, Any]) -> None:
+    """Rootless: map the sandbox's uid/gid (993/990) to the server's own uid/gid, the one
+    mapping an unprivileged user may write; once, by the first process of the namespace."""
+    global _outer_ids  # noqa: PLW0603 - set by whoever entered the namespace, used once
+    if _outer_ids is None:
+        return
+    uid, gid = _outer_ids
+    _outer_ids = None
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{config['uid']} {uid} 1"),
+        ("gid_map", f"{config['gid']} {gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+def clear_capabilities() -> None:
+    """No capabilities left (root: already so after setresuid; rootless: needed, the
+    uid never changes from non-zero so the kernel keeps the namespace's capabilities)."""
+    data = (CapData * 2)()
+    header = CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    check(libc.syscall(SYS_CAPSET, ctypes.byref(header), data), "capset")
+
+
+def setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as handle:
+            return handle.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def check(result: int, what: str) -> None:
@@ -203,9 +262,14 @@ def drop_privileges(config: dict[str, Any], parent_alive: int | None) -> None:
     channel and to the backend's SIGKILL through a pidfd, so that a zygote restart does
     not take running sandboxes with it.
     """
-    os.setgroups([])
+    try:
+        os.setgroups([])
+    except PermissionError:
+        if not setgroups_denied():  # rootless: cannot, and the id maps hold no other group
+            raise
     os.setresgid(config["gid"], config["gid"], config["gid"])
     os.setresuid(config["uid"], config["uid"], config["uid"])
+    clear_capabilities()
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if parent_alive is None:
         # No exec follows, so what an exec would reset must be reset here: changing uids
@@ -284,6 +348,7 @@ def prepare(config: dict[str, Any]) -> None:
     rather than at specialisation: on cgroup v1 an attach takes a lock whose write side
     waits for an RCU grace period, milliseconds that a pre-started sandbox pays ahead.
     """
+    map_ids(config)
     for procs in config["cgroup_procs"]:  # our pid here is 1: cgroup.procs reads it as us
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
@@ -314,7 +379,7 @@ def child(config: dict[str, Any], parent_alive: int) -> None:
     os.execve(config["exec"][0], config["exec"], config["env"])
 
 
-def clone_into_namespaces(flags: int = NAMESPACES) -> int:
+def clone_into_namespaces(flags: int | None = None) -> int:
     """``fork()`` straight into new namespaces: 0 in the child (pid 1 of its pid namespace).
 
     A raw ``clone(2)`` (``os.fork`` cannot take namespace flags; ``os.unshare`` is 3.12+
@@ -325,6 +390,10 @@ def clone_into_namespaces(flags: int = NAMESPACES) -> int:
     cached thread id is the parent's (``raise``/``abort`` misbehave); the agent uses
     neither, and the runtime it forks with ``os.fork`` gets a proper one.
     """
+    global _outer_ids  # noqa: PLW0603 - the child's copy is read by map_ids
+    flags = new_namespaces() if flags is None else flags
+    if flags & CLONE_NEWUSER:
+        _outer_ids = (os.getuid(), os.getgid())
     pylibc = ctypes.PyDLL(None, use_errno=True)
     ctypes.pythonapi.PyOS_BeforeFork()
     pid = pylibc.syscall(SYS_CLONE, ctypes.c_ulong(flags | signal.SIGCHLD), 0, 0, 0, 0)
@@ -333,14 +402,20 @@ def clone_into_namespaces(flags: int = NAMESPACES) -> int:
         return 0
     errno = ctypes.get_errno()
     ctypes.pythonapi.PyOS_AfterFork_Parent()
+    _outer_ids = None
     if pid < 0:
         raise OSError(errno, f"clone: {os.strerror(errno)}")
     return int(pid)
 
 
 def main() -> None:
+    global _outer_ids  # noqa: PLW0603 - see map_ids
     config: dict[str, Any] = json.loads(sys.argv[1])
-    check(libc.unshare(NAMESPACES), "unshare")
+    flags = new_namespaces()
+    if flags & CLONE_NEWUSER:
+        _outer_ids = (os.getuid(), os.getgid())
+    check(libc.unshare(flags), "unshare")
+    map_ids(config)
     network = config.get("network") or {}
     if "unshared_fd" in network:  # the backend attaches the network namespace from now
         os.write(network["unshared_fd"], b"1")
