@@ -147,7 +147,7 @@ def test_the_server_says_what_it_cannot_apply(rootless_server: EmberServer) -> N
         [*AS_USER, "test", "-w", "/sys/fs/cgroup/memory"], check=False
     ).returncode == 0  # fmt: skip
     if not cgroups_writable:
-        assert "isolation: NOT applied: no memory, pids or CPU limits" in log
+        assert "isolation: NOT applied: no memory or CPU limits" in log
         assert "NO cgroup limits" in log
 
 
@@ -172,6 +172,40 @@ def test_a_function_runs_isolated_without_root(rootless_server: EmberServer) -> 
         invoke(client, "rootless", {"probe": "network", "targets": [["127.0.0.1", port]]})
     )
     assert network == {f"127.0.0.1:{port}": "ECONNREFUSED"}  # its own loopback only
+
+
+FORKER = """
+import errno, os
+
+
+def handler(event, context):
+    children, refusal = [], None
+    for _ in range(1500):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            refusal = errno.errorcode[exc.errno]
+            break
+        if pid == 0:
+            os.execv("/usr/bin/sleep", ["sleep", "60"])
+        children.append(pid)
+    for pid in children:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return {"forked": len(children), "refusal": refusal}
+"""
+
+
+def test_processes_are_capped_per_sandbox_without_a_pids_cgroup(
+    rootless_server: EmberServer,
+) -> None:
+    client = rootless_server.client()
+    create(client, "rootless-forker", FORKER, Timeout=60)
+    seen = body(invoke(client, "rootless-forker", {}))
+    assert seen["refusal"] == "EAGAIN"
+    assert 1000 < seen["forked"] < 1024  # RLIMIT_NPROC 1,024, the agent and runtime included
+    create(client, "rootless-bystander", PROBES)  # the server's user can still start more
+    assert body(invoke(client, "rootless-bystander", {"probe": "identity"}))["uid"] == 993
 
 
 @pytest.mark.parametrize("start", ["zygote", "exec"])

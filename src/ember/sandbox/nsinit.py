@@ -30,6 +30,7 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -61,6 +62,7 @@ RTM_NEWROUTE, NLMSG_ERROR = 24, 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNREACHABLE, RTA_DST = 254, 4, 7, 1
 FAILED = 111
+ROOTLESS_NPROC = 1024  # Lambda's 1,024 processes or threads, where no pids cgroup exists
 DEVICES = ("null", "zero", "random", "urandom")
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -262,11 +264,12 @@ def drop_privileges(config: dict[str, Any], parent_alive: int | None) -> None:
     channel and to the backend's SIGKILL through a pidfd, so that a zygote restart does
     not take running sandboxes with it.
     """
-    try:
+    if setgroups_denied():
+        # Rootless: groups cannot be changed, and there is no pids cgroup; RLIMIT_NPROC is
+        # counted per user namespace, and each sandbox has its own: a per-sandbox limit.
+        resource.setrlimit(resource.RLIMIT_NPROC, (ROOTLESS_NPROC, ROOTLESS_NPROC))
+    else:
         os.setgroups([])
-    except PermissionError:
-        if not setgroups_denied():  # rootless: cannot, and the id maps hold no other group
-            raise
     os.setresgid(config["gid"], config["gid"], config["gid"])
     os.setresuid(config["uid"], config["uid"], config["uid"])
     clear_capabilities()

@@ -6,7 +6,9 @@ mount the sandbox's root and pivot into it. What root gives and a plain user can
 
 - cgroup limits (memory, pids, CPU share; ``Max Memory Used``, out-of-memory detection)
   need write access to the cgroup hierarchy, which a user has only when it was delegated;
-  without it the sandboxes run without those limits (``NoCgroup``);
+  without it the sandboxes run without memory and CPU limits (``NoCgroup``); processes
+  are still capped at 1,024 per sandbox by RLIMIT_NPROC (``nsinit.drop_privileges``: the
+  kernel counts it per user namespace, and each sandbox has its own);
 - only one uid and one gid can be mapped: the sandbox's 993/990 *are* the server's own
   uid/gid on the host (as root they are host 993/990, owning nothing), and supplementary
   groups of the server's user cannot be dropped.
@@ -42,10 +44,10 @@ def userns_refusal() -> str | None:
         with contextlib.suppress(OSError, ValueError):
             if int(Path(path).read_text()) == 0:
                 return f"{reason} ({path} is 0)"
+    unshare = ctypes.CDLL(None, use_errno=True).unshare  # looked up before the fork
     pid = os.fork()
     if pid == 0:  # the probe: a child that only tries it and exits
-        libc = ctypes.CDLL(None, use_errno=True)
-        os._exit(0 if libc.unshare(CLONE_NEWUSER) == 0 else 1)
+        os._exit(0 if unshare(CLONE_NEWUSER) == 0 else 1)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         return "the kernel refused to create a user namespace (unshare(CLONE_NEWUSER) failed)"
@@ -69,9 +71,10 @@ def unapplied_limits(cgroup_version: int | None, sandbox_uid: int, sandbox_gid: 
     lines = []
     if cgroup_version is None:
         lines.append(
-            "no memory, pids or CPU limits: the cgroup hierarchy is not writable by uid "
+            "no memory or CPU limits: the cgroup hierarchy is not writable by uid "
             f"{uid} (no delegation); Max Memory Used is not measured and an out-of-memory "
-            "kill is not detected"
+            "kill is not detected; processes are limited to 1,024 per sandbox by "
+            "RLIMIT_NPROC (counted per user namespace) instead of a pids cgroup"
         )
     lines.append(
         f"uid {sandbox_uid}/gid {sandbox_gid} inside a sandbox is the server's own uid {uid}/"
