@@ -89,6 +89,12 @@ def host_address() -> str | None:
 
 @pytest.fixture(scope="module")
 def outside() -> Iterator[tuple[str, int]]:
+    with greeting_server() as address:
+        yield address
+
+
+@contextlib.contextmanager
+def greeting_server() -> Iterator[tuple[str, int]]:
     """A TCP server on the host's non-loopback address that greets every connection."""
     address = host_address()
     if address is None:

@@ -29,6 +29,7 @@ from tests.integration.conftest import ACCESS_KEY, READY, SECRET_KEY, EmberServe
 from tests.integration.test_functions_api import create
 from tests.integration.test_invoke import body, invoke
 from tests.integration.test_isolation import PROBES
+from tests.integration.test_network import GREETING, NET_PROBE, greeting_server
 
 USER, GROUP = "nobody", "nogroup"
 PYTHON = "/usr/bin/python3"
@@ -98,7 +99,7 @@ def user_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def start_as_user(data_dir: Path, home: Path) -> EmberServer:
+def start_as_user(data_dir: Path, home: Path, open_tun: bool = False) -> EmberServer:
     environment = {
         **user_environment(str(home)),
         "EMBER_ACCESS_KEY_ID": ACCESS_KEY,
@@ -106,6 +107,11 @@ def start_as_user(data_dir: Path, home: Path) -> EmberServer:
         "EMBER_KEEP_ALIVE_SECONDS": "600",
     }
     command = [*AS_USER, PYTHON, "-m", "ember.cli.main", "serve", "--port", "0"]
+    if open_tun:  # in a private mount namespace: the host's device is left as it is
+        node = home / "tun"
+        script = f'mknod -m 666 {node} c 10 200 && mount --bind {node} /dev/net/tun && exec "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                   "sh", *command]  # fmt: skip
     process = subprocess.Popen(
         [*command, "--data-dir", str(data_dir)], env=environment,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -241,3 +247,27 @@ def test_a_networked_function_fails_clearly_when_the_tun_device_is_closed(
     error = excinfo.value.response["Error"]
     assert error["Code"] == "ServiceException"
     assert "outbound network is unavailable on this server: /dev/net/tun" in error["Message"]
+
+
+def test_a_networked_function_reaches_out_without_root(user_dir: Path) -> None:
+    """Where users may open /dev/net/tun (most distributions; here a 0666 node is bound
+    over it in the server's own mount namespace), slirp4netns runs as the user too."""
+    home = user_dir / "with-tun"
+    home.mkdir()
+    shutil.chown(home, USER, GROUP)
+    try:
+        server = start_as_user(home / "data", home, open_tun=True)
+    except RuntimeError as exc:
+        pytest.skip(f"could not give the server an open tun device: {exc}")
+    try:
+        assert "outbound network unavailable" not in "".join(server.output)
+        client = server.client()
+        create(client, "rootless-online", NET_PROBE, Tags={"ember:network": "outbound"})
+        with greeting_server() as outside:
+            seen = body(invoke(client, "rootless-online", {"targets": [outside]}))
+        assert seen["targets"][f"{outside[0]}:{outside[1]}"] == GREETING
+        assert seen["metadata_blocked"] is True
+        assert seen["targets"]["metadata"] == "EHOSTUNREACH"
+        assert seen["interfaces"] == ["lo", "tap0"]
+    finally:
+        server.stop()

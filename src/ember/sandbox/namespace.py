@@ -281,6 +281,11 @@ class NamespaceBackend:
                 f"outbound network (tag ember:network=outbound): {refusal}; starting a "
                 "function with that tag fails"
             )
+        elif self.rootless:
+            limits.append(
+                "slirp4netns (outbound network) runs with its seccomp filter but not in a "
+                "mount namespace of its own (--enable-sandbox needs root)"
+            )
         return limits
 
     def describe(self) -> str:

@@ -12,8 +12,9 @@ network namespace, served by one ``slirp4netns`` process on the host side:
 - link-local addresses, instance metadata 169.254.169.254 among them, are unreachable
   too: the sandbox side adds an ``unreachable`` route for them (``nsinit``) before any
   function code runs; no packet to them reaches slirp at all;
-- slirp itself runs in its own mount namespace with no capabilities and a seccomp
-  filter (``--enable-sandbox --enable-seccomp``): it parses untrusted packets.
+- slirp itself runs under a seccomp filter (``--enable-seccomp``: it parses untrusted
+  packets), and as root also in its own mount namespace with no capabilities
+  (``--enable-sandbox``; rootless servers cannot: ``hardening_options``).
 
 Lifetime: the process is killed when the sandbox is cleaned up (``close``), and it
 holds the read end of a pipe whose write end only the server holds (``--exit-fd``): if
@@ -69,6 +70,13 @@ def network_description() -> str:
     )
 
 
+def hardening_options() -> list[str]:
+    """slirp4netns confining itself: a seccomp filter always; its own mount namespace
+    without capabilities (``--enable-sandbox``) as root only: unprivileged, it would enter
+    the sandbox's user namespace as uid 0, which rootless sandboxes do not map."""
+    return ["--enable-sandbox", "--enable-seccomp"] if os.geteuid() == 0 else ["--enable-seccomp"]
+
+
 def sandbox_config() -> dict[str, object]:
     """What the sandbox side (``nsinit``) needs to finish a networked sandbox's setup."""
     return {"resolv_conf": RESOLV_CONF, "unreachable": list(UNREACHABLE)}
@@ -98,7 +106,7 @@ class OutboundNetwork:
         try:
             process = await asyncio.create_subprocess_exec(
                 binary, "--configure", f"--mtu={MTU}", "--disable-host-loopback",
-                "--enable-sandbox", "--enable-seccomp",
+                *hardening_options(),
                 f"--ready-fd={ready_write}", f"--exit-fd={exit_read}", str(target_pid), TAP,
                 pass_fds=(ready_write, exit_read), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
