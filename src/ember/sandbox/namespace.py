@@ -194,6 +194,8 @@ class NamespaceSandbox(ChannelSandbox):
         """SIGKILL the head: pid 1 itself, or the launcher (pid 1 follows by PDEATHSIG)."""
         self._writer.close()
         self._process.kill()
+        if self.network is not None:
+            self.network.stop()  # now: its teardown overlaps the namespace's
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
