@@ -35,7 +35,7 @@ USER, GROUP = "nobody", "nogroup"
 PYTHON = "/usr/bin/python3"
 AS_USER = ["setpriv", f"--reuid={USER}", f"--regid={GROUP}", "--clear-groups"]
 SRC = str(Path(ember.__file__).resolve().parent.parent)
-SITE = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+SITE = next((p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)), "")
 USERNS_SYSCTLS = (
     "/proc/sys/kernel/unprivileged_userns_clone",
     "/proc/sys/user/max_user_namespaces",
@@ -77,6 +77,8 @@ def skip_reason() -> str | None:
             return f"unprivileged user namespaces are disabled ({path} is 0)"
     if not Path(PYTHON).exists() or shutil.which("setpriv") is None:
         return f"needs {PYTHON} and setpriv"
+    if not SITE:
+        return "the test's interpreter has no site-packages directory to lend the server"
     probe = subprocess.run(
         [*AS_USER, PYTHON, "-c", "import ember.app, uvloop, httptools, pyseccomp"],
         env=user_environment("/"), capture_output=True, text=True, check=False,
