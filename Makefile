@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit setup clean
 
-# Debian packages the platform and its tests use: libseccomp (the sandbox's seccomp filter)
-# and curl (a custom-runtime test). Installed only when missing, and only as root.
-SYSTEM_PACKAGES := libseccomp2 curl
+# Debian packages the platform and its tests use: libseccomp (the sandbox's seccomp filter),
+# slirp4netns (outbound network for functions tagged ember:network=outbound) and curl (a
+# custom-runtime test). Installed only when missing, and only as root.
+SYSTEM_PACKAGES := libseccomp2 slirp4netns curl
 
 $(STAMP): requirements.lock pyproject.toml
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -29,11 +29,13 @@ from ember.api.invoke import InvokeApi
 from ember.api.layers import LayersApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
+from ember.api.tags import TagsApi
 from ember.api.versions import VersionsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
 from ember.control.layers import LayerService
 from ember.control.registry import FunctionRegistry
+from ember.control.tags import FunctionTags
 from ember.events.caller import InvokerCaller
 from ember.events.mappings import MappingService
 from ember.events.poller import MappingPoller
@@ -109,6 +111,7 @@ class Ember:
             settings.region,
             settings.account_id,
             opt_dirs=layers.opt_dir,
+            function_tags=lambda name: registry.get(name).tags,
         )
         # the lambda defers the lookup: the invoker is built right below, with this placement
         placement = Placement(
@@ -169,6 +172,7 @@ class Ember:
             versions=VersionsApi(functions, registry),
             aliases=AliasesApi(functions, registry),
             layers=LayersApi(layers, functions),
+            tags=TagsApi(FunctionTags(registry, settings.region, settings.account_id)),
         )
         ember = cls(
             settings,

@@ -15,6 +15,7 @@ from tests.integration.conftest import EmberServer
 from tests.integration.functions import HELLO
 from tests.integration.test_functions_api import create
 from tests.integration.test_invoke import body, invoke, tail
+from tests.integration.test_network import slirp_children
 from tests.integration.test_server_lifecycle import host_pids_of
 
 PROBES = """
@@ -269,3 +270,18 @@ def test_a_timed_out_environment_leaves_nothing_behind(lambda_client: Any) -> No
     response = invoke(lambda_client, "lingerer", {"probe": "linger"})
     assert json.loads(response["Body"])["errorType"] == "Sandbox.Timedout"
     assert host_pids_of(environment) == []  # the runtime and its detached child are gone
+
+
+def test_a_networked_timed_out_environment_leaves_no_slirp_behind(
+    lambda_client: Any, server: EmberServer
+) -> None:
+    create(lambda_client, "net-lingerer", PROBES, Timeout=1, Tags={"ember:network": "outbound"})
+    before = slirp_children(server)
+    environment = probe(lambda_client, "net-lingerer", "whoami")["environment"]
+    started = slirp_children(server) - before
+    assert host_pids_of(environment)
+    assert len(started) == 1
+    response = invoke(lambda_client, "net-lingerer", {"probe": "linger"})
+    assert json.loads(response["Body"])["errorType"] == "Sandbox.Timedout"
+    assert host_pids_of(environment) == []
+    assert not started & slirp_children(server)  # its user-mode network stack went with it

@@ -30,6 +30,7 @@ from ember.api.http import (
 from ember.api.invoke import InvokeApi
 from ember.api.layers import LayersApi
 from ember.api.sqs import SqsApi
+from ember.api.tags import TagsApi
 from ember.api.versions import VersionsApi
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, UnknownOperationException
@@ -53,6 +54,7 @@ class Services:
     versions: VersionsApi | None = None
     aliases: AliasesApi | None = None
     layers: LayersApi | None = None
+    tags: TagsApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -91,6 +93,8 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_alias_routes(services.aliases, op))
     if services.layers is not None:
         routes.extend(_layer_routes(services.layers, op))
+    if services.tags is not None:
+        routes.extend(_tag_routes(services.tags, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -146,6 +150,15 @@ def _layer_routes(api: LayersApi, op: Callable[[Handler], Any]) -> list[Route]:
         Route(version + "/policy", op(api.add_permission), methods=["POST"]),
         Route(version + "/policy", op(api.get_policy), methods=["GET"]),
         Route(version + "/policy/{sid}", op(api.remove_permission), methods=["DELETE"]),
+    ]
+
+
+def _tag_routes(api: TagsApi, op: Callable[[Handler], Any]) -> list[Route]:
+    path = "/2017-03-31/tags/{resource:path}"
+    return [
+        Route(path, op(api.list), methods=["GET"]),
+        Route(path, op(api.tag), methods=["POST"]),
+        Route(path, op(api.untag), methods=["DELETE"]),
     ]
 
 

@@ -94,6 +94,9 @@ def _announce(ember: Ember, port: int) -> None:
         log.warning("!" * 78)
     else:
         log.info("isolation: %s", ember.backend.describe())
+    unapplied: list[str] = getattr(ember.backend, "unapplied_limits", list)()
+    for limit in unapplied:  # rootless: what the sandbox cannot enforce here, said aloud
+        log.warning("isolation: NOT applied: %s", limit)
     if not settings.auth_enabled:
         log.warning("authentication is OFF (--no-auth): any local process can use this API")
     credentials = ember.credentials

@@ -409,3 +409,15 @@ class FunctionRegistry:
         if not await self._store.replace_function(record, current.revision_id):
             raise self._changed_concurrently(record.name)
         self._functions[record.name] = record
+
+    async def change_tags(
+        self, name: str, change: Callable[[MappingProxyType[str, str]], dict[str, str]]
+    ) -> FunctionRecord:
+        """Replace a function's tags by ``change(current tags)`` (control/tags.py); like a
+        configuration change, it retires the function's idle environments (on_change)."""
+        async with self._lock:
+            current = self.get(name)
+            record = replace(current, tags=MappingProxyType(change(current.tags)))
+            await self._replace(current, record)
+        self._on_change(name, None)  # tags are the function's: every version's environments
+        return record

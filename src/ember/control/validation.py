@@ -33,6 +33,7 @@ from ember.control.fields import JsonObject, Violations
 from ember.errors import InvalidParameterValueException
 from ember.model.arns import parse_function_ref, validation_error, violation
 from ember.model.functions import FunctionConfig, LoggingConfig, frozen_map
+from ember.model.tags import check_setting_tags
 
 # The ``Runtime`` enum of botocore's model (1.44.5): every identifier AWS knows.
 KNOWN_RUNTIMES: tuple[str, ...] = (
@@ -141,6 +142,7 @@ def parse_create_function(
     tags = f.read_tags(body, checks)
     publish = f.opt_bool(body, "Publish") or False
     checks.raise_if_any()
+    check_setting_tags(tags)
     assert role is not None
     assert code is not None  # both checked as required above
     if package_type == "Image":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from ember.agent.protocol import StartMeta
@@ -28,10 +28,11 @@ from ember.invocation.environment import ExecutionEnvironment
 from ember.invocation.envlog import EnvironmentLog
 from ember.model.arns import function_arn, runtime_version_arn
 from ember.model.functions import FunctionRecord
+from ember.model.tags import wants_outbound_network
 from ember.observe.lines import log_stream_name
 from ember.observe.logs import LogWriter
 from ember.runtimes.catalogue import Runtime, RuntimeCatalogue
-from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
+from ember.sandbox.base import NetworkPolicy, Sandbox, SandboxBackend, SandboxSpec
 from ember.store.blobs import BlobStore
 
 UNRESERVED_DEFAULTS = {
@@ -47,6 +48,9 @@ UNRESERVED_DEFAULTS = {
 
 # The merged /opt tree of an ordered list of layer version ARNs (None without layers).
 OptDirs = Callable[[tuple[str, ...]], Awaitable[Path | None]]
+# A function's current tags by name: tags belong to the function, not to one version (a
+# version's record keeps the tags it was published with)
+FunctionTags = Callable[[str], Mapping[str, str]]
 
 
 def log_group(record: FunctionRecord) -> str:
@@ -66,8 +70,10 @@ class Launcher:
         region: str,
         account_id: str,
         opt_dirs: OptDirs | None = None,
+        function_tags: FunctionTags | None = None,
     ) -> None:
         self._backend = backend
+        self._function_tags = function_tags
         self._opt_dirs = opt_dirs
         self._blobs = blobs
         self._catalogue = catalogue
@@ -75,6 +81,11 @@ class Launcher:
         self._clock = clock
         self._region = region
         self._account = account_id
+
+    def _tags(self, record: FunctionRecord) -> Mapping[str, str]:
+        if self._function_tags is None:
+            return record.tags
+        return self._function_tags(record.name)
 
     def runtime(self, record: FunctionRecord) -> Runtime:
         runtime = self._catalogue.get(record.config.runtime)
@@ -96,6 +107,7 @@ class Launcher:
             opt_dir,
             config.memory_size,
             config.ephemeral_storage,
+            network=network_policy(self._tags(record)),
             read_only_paths=runtime.host_paths(),
             interpreter=runtime.interpreter,
         )
@@ -164,6 +176,13 @@ def _node_path(identifier: str, opt_root: str, runtime_dir: str) -> str | None:
         f"{opt_root}/nodejs/node{match[1]}/node_modules:{opt_root}/nodejs/node_modules:"
         f"{runtime_dir}/node_modules"
     )
+
+
+def network_policy(tags: Mapping[str, str]) -> NetworkPolicy:
+    """The function's ``ember:network`` tag (model/tags.py) as the sandbox's policy."""
+    if wants_outbound_network(tags):
+        return NetworkPolicy.OUTBOUND
+    return NetworkPolicy.NONE
 
 
 def _execution_credentials() -> tuple[str, str]:

@@ -15,6 +15,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 ROOT = Path("/sys/fs/cgroup")
 PIDS_MAX = 1024  # Lambda: 1,024 processes or threads per environment
@@ -120,6 +121,10 @@ class Cgroup:
                 directory.rmdir()
 
 
+class PeakSource(Protocol):
+    def memory_peak_path(self) -> Path | None: ...
+
+
 class PeakReader:
     """A cgroup's peak memory, read through a descriptor kept open (after every invoke:
     ``pread`` costs under a microsecond, building the path and opening the file ~26 µs).
@@ -127,7 +132,7 @@ class PeakReader:
     Scope: one sandbox. ``close`` is idempotent; reads after it, or failed reads, give None.
     """
 
-    def __init__(self, cgroup: Cgroup) -> None:
+    def __init__(self, cgroup: PeakSource) -> None:
         self._cgroup = cgroup
         self._fd: int | None = None
         self._closed = False
@@ -137,7 +142,10 @@ class PeakReader:
             return None
         try:
             if self._fd is None:
-                self._fd = os.open(self._cgroup.memory_peak_path(), os.O_RDONLY | os.O_CLOEXEC)
+                path = self._cgroup.memory_peak_path()
+                if path is None:
+                    return None
+                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             return int(os.pread(self._fd, 32, 0))
         except (OSError, ValueError):
             return None

@@ -10,7 +10,11 @@ What a function sees (built by ``nsinit.py``, the launcher):
   ``EphemeralStorage`` size (a tmpfs: its pages count toward the memory limit);
 - host uid 993 / gid 990 (unprivileged, owning nothing), no capabilities, no_new_privs,
   and the seccomp deny list of ``seccomp.py``;
-- cgroup limits: memory = MemorySize (swap off), 1,024 pids, CPU share by memory.
+- cgroup limits: memory = MemorySize (swap off), 1,024 pids, CPU share by memory;
+- outbound network only when the spec asks for it (``NetworkPolicy.OUTBOUND``): a
+  slirp4netns process per such sandbox (``network.py``), started at specialisation
+  (zygote path) or once the launcher has unshared (exec path), before any function code
+  runs, and stopped with the sandbox. Other sandboxes start no process for it.
 
 Two ways to start one, same result:
 - the zygote path (default): a pre-warmed fork server per interpreter (``zygote.py``)
@@ -24,8 +28,10 @@ Two ways to start one, same result:
   (``Settings.sandbox_zygote``), and for any start whose zygote is down (which is then
   restarted in the background).
 
-Requires root (the launcher sets up mounts and cgroups before dropping to uid 993).
-Rootless operation through user namespaces is not implemented yet.
+As root, the launcher sets up mounts and cgroups before dropping to host uid 993. Run by
+another user (rootless, ``rootless.py``), each sandbox also gets a user namespace, in
+which 993 is the server's own uid, and no cgroups unless the hierarchy is writable: what
+cannot be applied is reported at start (``unapplied_limits``).
 """
 
 from __future__ import annotations
@@ -51,7 +57,22 @@ from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
 from ember.sandbox import cgroups, nsinit
-from ember.sandbox.base import ChannelSandbox, SandboxSpec
+from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
+from ember.sandbox.network import (
+    NetworkSync,
+    OutboundNetwork,
+    network_description,
+    network_refusal,
+    sandbox_config,
+)
+from ember.sandbox.rootless import (
+    NoCgroup,
+    SandboxCgroup,
+    cgroups_usable,
+    is_rootless,
+    unapplied_limits,
+    userns_refusal,
+)
 from ember.sandbox.seccomp import compile_filter, filter_fd
 from ember.sandbox.zygote import Zygote, ZygoteUnavailable
 from ember.settings import Settings
@@ -133,12 +154,14 @@ class NamespaceSandbox(ChannelSandbox):
         process: Head,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        cgroup: cgroups.Cgroup,
+        cgroup: SandboxCgroup,
         workdir: Path | None,
         started_by: str = "exec",
+        network: OutboundNetwork | None = None,
     ) -> None:
         super().__init__(cgroup.name, reader, writer)
         self._process = process
+        self.network = network  # its slirp4netns, when it has outbound network
         self.started_by = started_by  # "zygote" (forked) or "exec" (launcher process)
         self._cgroup = cgroup
         self._peak = cgroups.PeakReader(cgroup)
@@ -172,12 +195,16 @@ class NamespaceSandbox(ChannelSandbox):
         """SIGKILL the head: pid 1 itself, or the launcher (pid 1 follows by PDEATHSIG)."""
         self._writer.close()
         self._process.kill()
+        if self.network is not None:
+            self.network.stop()  # now: its teardown overlaps the namespace's
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
         await self._process.wait()
         if not self._cleaned:
             self._cleaned = True
+            if self.network is not None:
+                await self.network.close()
             await asyncio.to_thread(self._clean_up)
 
     def _clean_up(self) -> None:
@@ -216,13 +243,15 @@ class NamespaceBackend:
         pool_size: int = 3,
         prefault: bool = False,
     ) -> None:
-        if os.geteuid() != 0:
+        self.rootless = is_rootless()
+        refusal = userns_refusal() if self.rootless else None
+        if refusal is not None:
             raise SandboxError(
-                "the namespace sandbox needs root (rootless mode is not implemented yet); "
-                "run as root, or choose --sandbox process (no isolation) explicitly"
+                f"the namespace sandbox needs root or user namespaces, and {refusal}; run as "
+                "root, or choose --sandbox process (no isolation) explicitly"
             )
-        version = cgroups.version()
-        if version is None:
+        version = cgroups_usable()
+        if version is None and not self.rootless:
             raise SandboxError("no usable cgroup memory/pids/cpu controllers on this host")
         self._cgroup_version = version
         self._launcher_python = launcher_python
@@ -247,16 +276,38 @@ class NamespaceBackend:
         if prewarm:
             self._zygote(SANDBOX_PYTHON)
 
+    def unapplied_limits(self) -> list[str]:
+        """What this backend cannot apply here (rootless), for the start-up log."""
+        limits = unapplied_limits(self._cgroup_version, SANDBOX_UID, SANDBOX_GID)
+        refusal = network_refusal()
+        if refusal is not None:
+            limits.append(
+                f"outbound network (tag ember:network=outbound): {refusal}; starting a "
+                "function with that tag fails"
+            )
+        elif self.rootless:
+            limits.append(
+                "slirp4netns (outbound network) runs with its seccomp filter but not in a "
+                "mount namespace of its own (--enable-sandbox needs root)"
+            )
+        return limits
+
     def describe(self) -> str:
         starts = (
             "pre-warmed zygote per interpreter (fork; exec if a zygote is down)"
             if self.prewarm
             else "exec (pre-warmed zygotes off)"
         )
+        mode = "rootless: user/" if self.rootless else ""
+        limits = (
+            f"cgroup v{self._cgroup_version} limits (memory, pids, cpu share)"
+            if self._cgroup_version is not None
+            else "NO cgroup limits"
+        )
         return (
-            f"namespace backend: pid/mount/net/ipc/uts namespaces, read-only root, uid "
-            f"{SANDBOX_UID}, no capabilities, seccomp, cgroup v{self._cgroup_version} limits "
-            f"(memory, pids, cpu share); network: loopback only; cold starts: {starts}"
+            f"namespace backend: {mode}pid/mount/net/ipc/uts namespaces, read-only root, uid "
+            f"{SANDBOX_UID}, no capabilities, seccomp, {limits}; network: "
+            f"{network_description()}; cold starts: {starts}"
         )
 
     def _zygote(self, interpreter: str) -> Zygote:
@@ -271,6 +322,13 @@ class NamespaceBackend:
 
     def new_cgroup_name(self) -> str:
         return self.cgroup_prefix + uuid.uuid4().hex
+
+    def new_cgroup(self) -> SandboxCgroup:
+        """A new sandbox's cgroup (``NoCgroup`` where none can be made: rootless)."""
+        name = self.new_cgroup_name()
+        if self._cgroup_version is None:
+            return NoCgroup(name)
+        return cgroups.Cgroup(name, self._cgroup_version)
 
     def zygotes(self) -> list[Zygote]:
         return list(self._zygotes.values())
@@ -300,8 +358,15 @@ class NamespaceBackend:
     async def _specialise(self, prepared: Prepared, spec: SandboxSpec) -> NamespaceSandbox:
         """Make a pre-started sandbox ``spec``'s: one message to it, and it runs."""
         cgroup = prepared.cgroup
-        parent, child = socket.socketpair()
         nsinit.unidle(prepared.pid)  # it may be pre-faulting as SCHED_IDLE: let it answer now
+        network = None
+        if spec.network is NetworkPolicy.OUTBOUND:  # configured before the function runs
+            try:
+                network = await OutboundNetwork.start(prepared.pid)
+            except SandboxError:
+                await asyncio.to_thread(prepared.discard)
+                raise
+        parent, child = socket.socketpair()
         try:
             cgroup.set_limits(spec.memory_mb)  # it is in there already, limits come now
             config = self._spec_config(spec)
@@ -309,6 +374,8 @@ class NamespaceBackend:
                             [child.fileno(), self._seccomp_fd])  # fmt: skip
         except OSError as exc:  # it died while waiting (or the cgroup is gone)
             parent.close()
+            if network is not None:
+                await network.close()
             prepared.discard()
             raise ZygoteUnavailable(f"a pre-started sandbox was lost: {exc}") from exc
         finally:
@@ -316,16 +383,17 @@ class NamespaceBackend:
             prepared.control.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self.last_started_by = "zygote"
-        return NamespaceSandbox(PidfdHead(prepared.pidfd), reader, writer, cgroup, None, "zygote")
+        head = PidfdHead(prepared.pidfd)
+        return NamespaceSandbox(head, reader, writer, cgroup, None, "zygote", network)
 
     async def _start_exec(self, spec: SandboxSpec) -> NamespaceSandbox:
-        sandbox_id = self.new_cgroup_name()
-        workdir = self.scratch / sandbox_id
+        cgroup = self.new_cgroup()
+        workdir = self.scratch / cgroup.name
         (workdir / "root").mkdir(parents=True)
-        cgroup = cgroups.Cgroup(sandbox_id, self._cgroup_version)
         await asyncio.to_thread(cgroup.create, spec.memory_mb)
         parent, child = socket.socketpair()
         seccomp = filter_fd(self._seccomp)
+        sync = NetworkSync() if spec.network is NetworkPolicy.OUTBOUND else None
         config = {
             **self.base_config(str(workdir / "root"), cgroup),
             **self._spec_config(spec),
@@ -333,24 +401,39 @@ class NamespaceBackend:
             "keep_fds": [child.fileno()],
             "exec": agent_argv(SANDBOX_PYTHON, child.fileno(), SANDBOX_AGENT_ROOT),
         }
+        sync_fds = sync.launcher_fds() if sync is not None else {}
+        if sync is not None:
+            config["network"].update(sync_fds)
         try:
             process = await asyncio.create_subprocess_exec(
                 self._launcher_python, "-I", "-S", LAUNCHER, json.dumps(config),
-                pass_fds=(child.fileno(), seccomp), env={}, cwd="/",
+                pass_fds=(child.fileno(), seccomp, *sync_fds.values()), env={}, cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             parent.close()
+            if sync is not None:
+                sync.close()
             await asyncio.to_thread(cgroup.remove)
             raise SandboxError(f"could not start the sandbox launcher: {exc}") from exc
         finally:
             child.close()
             os.close(seccomp)
+            if sync is not None:
+                sync.close_launcher_ends()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self.last_started_by = "exec"
-        return NamespaceSandbox(LauncherHead(process), reader, writer, cgroup, workdir)
+        head = LauncherHead(process)
+        sandbox = NamespaceSandbox(head, reader, writer, cgroup, workdir)
+        if sync is not None:
+            try:
+                sandbox.network = await sync.attach(process.pid)
+            except SandboxError:
+                await sandbox.kill()
+                raise
+        return sandbox
 
-    def base_config(self, root: str, cgroup: cgroups.Cgroup) -> dict[str, Any]:
+    def base_config(self, root: str, cgroup: SandboxCgroup) -> dict[str, Any]:
         """What every sandbox's launcher config holds, whatever the function."""
         binds = [["/usr", "/usr"], [RUNTIME_DIR, SANDBOX_RUNTIME_DIR],
                  [str(source_root() / "ember" / "agent"), "/var/rapid/ember/agent"]]  # fmt: skip
@@ -376,10 +459,10 @@ class NamespaceBackend:
         binds += [[str(path), str(path)] for path in spec.read_only_paths]
         if spec.opt_dir is not None:
             binds.append([str(spec.opt_dir), "/opt"])
-        return {
-            "spec_binds": binds,
-            "tmp_size_mb": spec.tmp_mb,
-        }
+        config: dict[str, Any] = {"spec_binds": binds, "tmp_size_mb": spec.tmp_mb}
+        if spec.network is NetworkPolicy.OUTBOUND:
+            config["network"] = sandbox_config()
+        return config
 
     async def close(self) -> None:
         for pool in self._pools.values():
@@ -389,12 +472,12 @@ class NamespaceBackend:
         os.close(self._seccomp_fd)
 
 
-def sweep_leftovers(version: int, scratch: Path, prefix: str) -> None:
+def sweep_leftovers(version: int | None, scratch: Path, prefix: str) -> None:
     """Remove what a killed server left: empty sandbox cgroups and scratch roots."""
-    for name in cgroups.leftover_names(version):
-        if not name.startswith(prefix):
-            continue  # another server's
-        cgroups.Cgroup(name, version).remove()
+    if version is not None:
+        for name in cgroups.leftover_names(version):
+            if name.startswith(prefix):  # else another server's
+                cgroups.Cgroup(name, version).remove()
     for workdir in scratch.iterdir():
         with contextlib.suppress(OSError):
             (workdir / "root").rmdir()
@@ -408,7 +491,7 @@ class Prepared:
     pid: int
     pidfd: int
     control: socket.socket  # one message on it specialises the sandbox
-    cgroup: cgroups.Cgroup  # joined already; limits written at specialisation
+    cgroup: SandboxCgroup  # joined already; limits written at specialisation
 
     def discard(self) -> None:
         """Kill it, wait until it is gone (pidfd), remove its cgroup."""
@@ -482,7 +565,7 @@ class WarmPool:
     async def _prestart(self, warm: bool) -> Prepared:
         """``warm``: have it pay its copy-on-write faults ahead (worth it only off the
         critical path: for a start waiting on it, lazy faults cost less)."""
-        cgroup = cgroups.Cgroup(self._backend.new_cgroup_name(), self._backend.cgroup_version)
+        cgroup = self._backend.new_cgroup()
         try:
             cgroup.create_dirs()
             config = {**self._backend.base_config(self._root, cgroup), "warm": warm}

@@ -12,7 +12,10 @@ In order:
 2. the child joins the sandbox's cgroups (everything it starts is accounted and limited);
 3. it builds a fresh root on a tmpfs: read-only binds (``/usr``, the function code at
    ``/var/task``, layers at ``/opt``, the runtime and the agent), a size-limited ``/tmp``,
-   a private ``/proc``, a minimal ``/dev``; pivots into it; brings up ``lo``;
+   a private ``/proc``, a minimal ``/dev``; pivots into it; brings up ``lo``; a
+   networked sandbox (config ``network``) also gets ``/etc/resolv.conf`` (slirp's DNS)
+   and ``unreachable`` routes for link-local addresses (instance metadata), once the
+   backend's slirp4netns has configured its ``tap0`` (``network.py``);
 4. drops to the unprivileged host uid/gid (no capabilities), sets PR_SET_NO_NEW_PRIVS and
    the parent-death signal, loads the seccomp filter, and execs the agent.
 
@@ -27,6 +30,7 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -40,7 +44,10 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 NAMESPACES = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+SYS_CAPSET = 126  # x86_64
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SYS_CLONE = 56  # x86_64
 MADV_POPULATE_WRITE = 23
 POPULATE_STEP = 1 << 20
@@ -51,14 +58,74 @@ SYS_PIVOT_ROOT = 155
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 4, 38, 22
 SECCOMP_MODE_FILTER = 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+RTM_NEWROUTE, NLMSG_ERROR = 24, 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNREACHABLE, RTA_DST = 254, 4, 7, 1
 FAILED = 111
+ROOTLESS_NPROC = 1024  # Lambda's 1,024 processes or threads, where no pids cgroup exists
 DEVICES = ("null", "zero", "random", "urandom")
 
 libc = ctypes.CDLL(None, use_errno=True)
 
 
+# Rootless (not root): the server's uid/gid, saved before entering a new user namespace
+# whose id maps are still to be written (``map_ids``); None otherwise.
+_outer_ids: tuple[int, int] | None = None
+
+
 class SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def new_namespaces() -> int:
+    """The namespaces of a new sandbox: plus a user namespace when not root (rootless),
+    which is what lets an unprivileged user create the others and set them up."""
+    return NAMESPACES | (CLONE_NEWUSER if os.geteuid() != 0 else 0)
+
+
+def map_ids(config: dict[str, Any]) -> None:
+    """Rootless: map the sandbox's uid/gid (993/990) to the server's own uid/gid, the one
+    mapping an unprivileged user may write; once, by the first process of the namespace."""
+    global _outer_ids  # noqa: PLW0603 - set by whoever entered the namespace, used once
+    if _outer_ids is None:
+        return
+    uid, gid = _outer_ids
+    _outer_ids = None
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{config['uid']} {uid} 1"),
+        ("gid_map", f"{config['gid']} {gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+def clear_capabilities() -> None:
+    """No capabilities left (root: already so after setresuid; rootless: needed, the
+    uid never changes from non-zero so the kernel keeps the namespace's capabilities)."""
+    data = (CapData * 2)()
+    header = CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    check(libc.syscall(SYS_CAPSET, ctypes.byref(header), data), "capset")
+
+
+def setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as handle:
+            return handle.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def check(result: int, what: str) -> None:
@@ -121,6 +188,10 @@ def specialise_root(config: dict[str, Any]) -> str:
         MS_NOSUID | MS_NODEV,
         f"mode=1777,size={config['tmp_size_mb']}m",
     )
+    network = config.get("network")
+    if network is not None:
+        with open(root + "/etc/resolv.conf", "w") as handle:
+            handle.write(network["resolv_conf"])
     return root
 
 
@@ -154,6 +225,37 @@ def loopback_up() -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
+def add_unreachable_route(network: str) -> None:
+    """``ip route add unreachable <network>`` in our network namespace, over rtnetlink."""
+    address, prefix = network.split("/")
+    route = struct.pack(
+        "=BBBBBBBBI", socket.AF_INET, int(prefix), 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0,
+        RTN_UNREACHABLE, 0,
+    )  # fmt: skip
+    body = route + struct.pack("=HH4s", 8, RTA_DST, socket.inet_aton(address))
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    header = struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, flags, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.sendto(header + body, (0, 0))
+        reply = sock.recv(4096)
+    kind, error = struct.unpack_from("=H", reply, 4)[0], struct.unpack_from("=i", reply, 16)[0]
+    if kind != NLMSG_ERROR or error != 0:
+        raise OSError(-error, f"route {network}: {os.strerror(-error)}")
+
+
+def finish_network(network: dict[str, Any]) -> None:
+    """A networked sandbox: wait until its tap is up (exec path: the backend says so on
+    ``ready_fd``), then make the addresses no function may reach unreachable."""
+    ready_fd = network.get("ready_fd")
+    if ready_fd is not None:
+        ready = os.read(ready_fd, 1)
+        os.close(ready_fd)
+        if ready != b"1":
+            raise OSError("the sandbox's network was not set up")
+    for blocked in network["unreachable"]:
+        add_unreachable_route(blocked)
+
+
 def drop_privileges(config: dict[str, Any], parent_alive: int | None) -> None:
     """uid/gid 993/990, no groups, no capabilities, no_new_privs.
 
@@ -162,9 +264,15 @@ def drop_privileges(config: dict[str, Any], parent_alive: int | None) -> None:
     channel and to the backend's SIGKILL through a pidfd, so that a zygote restart does
     not take running sandboxes with it.
     """
-    os.setgroups([])
+    if setgroups_denied():
+        # Rootless: groups cannot be changed, and there is no pids cgroup; RLIMIT_NPROC is
+        # counted per user namespace, and each sandbox has its own: a per-sandbox limit.
+        resource.setrlimit(resource.RLIMIT_NPROC, (ROOTLESS_NPROC, ROOTLESS_NPROC))
+    else:
+        os.setgroups([])
     os.setresgid(config["gid"], config["gid"], config["gid"])
     os.setresuid(config["uid"], config["uid"], config["uid"])
+    clear_capabilities()
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if parent_alive is None:
         # No exec follows, so what an exec would reset must be reset here: changing uids
@@ -243,6 +351,7 @@ def prepare(config: dict[str, Any]) -> None:
     rather than at specialisation: on cgroup v1 an attach takes a lock whose write side
     waits for an RCU grace period, milliseconds that a pre-started sandbox pays ahead.
     """
+    map_ids(config)
     for procs in config["cgroup_procs"]:  # our pid here is 1: cgroup.procs reads it as us
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
@@ -255,6 +364,8 @@ def prepare(config: dict[str, Any]) -> None:
 def specialise(config: dict[str, Any], parent_alive: int | None) -> None:
     """The steps that make a prepared sandbox one function's, ending unprivileged."""
     pivot(specialise_root(config))
+    if config.get("network") is not None:
+        finish_network(config["network"])
     drop_privileges(config, parent_alive)
     load_seccomp(config["seccomp_fd"])
     os.chdir(config["cwd"])
@@ -271,7 +382,7 @@ def child(config: dict[str, Any], parent_alive: int) -> None:
     os.execve(config["exec"][0], config["exec"], config["env"])
 
 
-def clone_into_namespaces(flags: int = NAMESPACES) -> int:
+def clone_into_namespaces(flags: int | None = None) -> int:
     """``fork()`` straight into new namespaces: 0 in the child (pid 1 of its pid namespace).
 
     A raw ``clone(2)`` (``os.fork`` cannot take namespace flags; ``os.unshare`` is 3.12+
@@ -282,6 +393,10 @@ def clone_into_namespaces(flags: int = NAMESPACES) -> int:
     cached thread id is the parent's (``raise``/``abort`` misbehave); the agent uses
     neither, and the runtime it forks with ``os.fork`` gets a proper one.
     """
+    global _outer_ids  # noqa: PLW0603 - the child's copy is read by map_ids
+    flags = new_namespaces() if flags is None else flags
+    if flags & CLONE_NEWUSER:
+        _outer_ids = (os.getuid(), os.getgid())
     pylibc = ctypes.PyDLL(None, use_errno=True)
     ctypes.pythonapi.PyOS_BeforeFork()
     pid = pylibc.syscall(SYS_CLONE, ctypes.c_ulong(flags | signal.SIGCHLD), 0, 0, 0, 0)
@@ -290,14 +405,24 @@ def clone_into_namespaces(flags: int = NAMESPACES) -> int:
         return 0
     errno = ctypes.get_errno()
     ctypes.pythonapi.PyOS_AfterFork_Parent()
+    _outer_ids = None
     if pid < 0:
         raise OSError(errno, f"clone: {os.strerror(errno)}")
     return int(pid)
 
 
 def main() -> None:
+    global _outer_ids  # noqa: PLW0603 - see map_ids
     config: dict[str, Any] = json.loads(sys.argv[1])
-    check(libc.unshare(NAMESPACES), "unshare")
+    flags = new_namespaces()
+    if flags & CLONE_NEWUSER:
+        _outer_ids = (os.getuid(), os.getgid())
+    check(libc.unshare(flags), "unshare")
+    map_ids(config)
+    network = config.get("network") or {}
+    if "unshared_fd" in network:  # the backend attaches the network namespace from now
+        os.write(network["unshared_fd"], b"1")
+        os.close(network["unshared_fd"])
     parent_alive, parent_holds = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -307,7 +432,8 @@ def main() -> None:
         except BaseException as exc:  # noqa: BLE001 - report anything, then fail
             sys.stderr.write(f"ember sandbox setup failed: {exc}\n")
         os._exit(FAILED)
-    for fd in [config["seccomp_fd"], parent_alive, *config["keep_fds"]]:
+    own_ends = [network["ready_fd"]] if "ready_fd" in network else []
+    for fd in [config["seccomp_fd"], parent_alive, *config["keep_fds"], *own_ends]:
         os.close(fd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _, status = os.waitpid(pid, 0)
