@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ember.api.concurrency import ConcurrencyApi
+from ember.api.event_invoke_config import EventInvokeConfigApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import (
@@ -47,6 +48,7 @@ class Services:
     sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
     event_sources: EventSourcesApi | None = None
     concurrency: ConcurrencyApi | None = None
+    event_invoke: EventInvokeConfigApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -78,6 +80,8 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_concurrency_routes(services.concurrency, op))
     if services.event_sources is not None:
         routes.extend(_event_source_routes(services.event_sources, op))
+    if services.event_invoke is not None:
+        routes.extend(_event_invoke_routes(services.event_invoke, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -105,6 +109,17 @@ def _event_source_routes(api: EventSourcesApi, op: Callable[[Handler], Any]) -> 
         Route(esm + "/{uuid}", op(api.get), methods=["GET"]),
         Route(esm + "/{uuid}", op(api.update), methods=["PUT"]),
         Route(esm + "/{uuid}", op(api.delete), methods=["DELETE"]),
+    ]
+
+
+def _event_invoke_routes(api: EventInvokeConfigApi, op: Callable[[Handler], Any]) -> list[Route]:
+    path = "/2019-09-25/functions/{name}/event-invoke-config"
+    return [
+        Route(path, op(api.put), methods=["PUT"]),
+        Route(path, op(api.update), methods=["POST"]),
+        Route(path, op(api.get), methods=["GET"]),
+        Route(path, op(api.delete), methods=["DELETE"]),
+        Route(path + "/list", op(api.list), methods=["GET"]),
     ]
 
 
