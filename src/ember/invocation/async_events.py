@@ -43,7 +43,7 @@ from ember.clock import Clock, TimerHandle
 from ember.errors import EmberError, TooManyRequestsException
 from ember.invocation.async_delivery import Delivery
 from ember.invocation.async_schedule import FairSchedule
-from ember.invocation.invoker import InvocationRequest, Invoker
+from ember.invocation.invoker import InvocationRequest, InvocationResult
 from ember.model.async_events import AsyncEvent, Condition, EventInvokeConfig, LastResponse
 from ember.model.functions import LATEST, FunctionRecord, State
 from ember.observe.metrics import Metrics
@@ -70,6 +70,14 @@ class AsyncPolicy:
         return min(self.backoff_initial_s * 2.0 ** max(streak - 1, 0), self.backoff_max_s)
 
 
+class InvokeFunction(Protocol):
+    """The invoker (``Invoker.invoke``): raises TooManyRequestsException over a limit."""
+
+    async def invoke(
+        self, record: FunctionRecord, request: InvocationRequest
+    ) -> InvocationResult: ...
+
+
 class FunctionDirectory(Protocol):
     """The registry, seen from here: a record by name and qualifier (None = gone)."""
 
@@ -85,7 +93,7 @@ class AsyncDispatcher:
     def __init__(
         self,
         store: AsyncQueueStore,
-        invoker: Invoker,
+        invoker: InvokeFunction,
         functions: FunctionDirectory,
         configs: ConfigLookup,
         delivery: Delivery,
@@ -131,6 +139,11 @@ class AsyncDispatcher:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def idle(self) -> None:
+        """Wait until no event is being run (tests; the clock may still hold timers)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # accepting --------------------------------------------------------------------------
 
