@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from typing import Any
 
-from tests.integration.conftest import EmberServer, start_server
+from tests.integration.conftest import EmberServer, signed_headers, start_server
 
 # Lambda's timings, compressed: retries after 0.3 s and 0.6 s; throttle back-off from 0.1 s
 # to 0.5 s; one MaximumEventAgeInSeconds second lasts 10 ms (60 s => 0.6 s).
@@ -100,3 +101,29 @@ def request_ids_until(
             request_id = json.loads(message["Body"])["requestContext"]["requestId"]
             seen[request_id] = seen.get(request_id, 0) + 1
     return seen
+
+
+class EventSender:
+    """Event invokes over one raw keep-alive HTTP connection (SigV4-signed), closed at
+    the end however it ends: a killed server leaves no half-open socket behind."""
+
+    def __init__(self, server: EmberServer, function: str) -> None:
+        host, port = server.url.removeprefix("http://").split(":")
+        self._server = server
+        self._path = f"/2015-03-31/functions/{function}/invocations"
+        self._connection = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def send(self, payload: bytes) -> str | None:
+        """The request id of a 202, or None if the server refused or went away."""
+        headers = signed_headers(self._server, "POST", self._path, "", payload)
+        headers["X-Amz-Invocation-Type"] = "Event"
+        try:
+            self._connection.request("POST", self._path, payload, headers)
+            response = self._connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            return None
+        return response.getheader("x-amzn-RequestId") if response.status == 202 else None
+
+    def close(self) -> None:
+        self._connection.close()
