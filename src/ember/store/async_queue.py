@@ -9,13 +9,13 @@ loop) and resolves every waiter after that one commit. Concurrent Event invokes 
 share one fsync, and a caller's statements are applied together (atomically) in the
 order given. A failed batch fails all its waiters and changes nothing.
 
-Scope: one per server. Invariant: a ``write`` that returned is on disk.
+Scope: one per server. Invariants: a ``write`` that returned is on disk; ``close``
+commits every write already waiting before it closes the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -70,6 +70,7 @@ class AsyncQueueStore:
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
         self.commits = 0
         self.statements = 0
 
@@ -82,10 +83,11 @@ class AsyncQueueStore:
         return cls(connection, executor)
 
     async def close(self) -> None:
+        """Commit what is pending, then close (writes after this are refused)."""
+        self._closing = True
+        self._wake.set()
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await self._writer
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=True)
@@ -96,6 +98,8 @@ class AsyncQueueStore:
         """Apply ``statements`` in order, in the next group commit; return once on disk."""
         if not statements:
             return
+        if self._closing:
+            raise RuntimeError("the async queue store is closed")
         loop = asyncio.get_running_loop()
         pending = _Pending(statements, loop.create_future())
         self._pending.append(pending)
@@ -106,7 +110,7 @@ class AsyncQueueStore:
 
     async def _write_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while self._pending or not self._closing:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
@@ -115,7 +119,7 @@ class AsyncQueueStore:
             statements = [s for pending in batch for s in pending.statements]
             try:
                 await loop.run_in_executor(self._executor, self._apply, statements)
-            except (sqlite3.Error, OSError) as error:  # every waiter of the batch learns it failed
+            except Exception as error:  # noqa: BLE001 - every waiter of the batch learns of it
                 for pending in batch:
                     if not pending.done.done():
                         pending.done.set_exception(error)

@@ -74,3 +74,14 @@ async def test_configs_round_trip(tmp_path: Path) -> None:
     await store.write([delete_config("fn")])
     assert await store.load_configs() == []
     await store.close()
+
+
+async def test_close_commits_the_writes_already_waiting(tmp_path: Path) -> None:
+    store = await AsyncQueueStore.open(tmp_path / "async.db")
+    writes = [asyncio.ensure_future(store.write([insert_event(event(n))])) for n in range(5)]
+    await asyncio.sleep(0)  # one turn of the loop: the five join the queue
+    await store.close()
+    await asyncio.gather(*writes)
+    reopened = await AsyncQueueStore.open(tmp_path / "async.db")
+    assert len(await reopened.load_events()) == 5
+    await reopened.close()
