@@ -336,6 +336,7 @@ def test_a_throttled_backlog_does_not_delay_another_function(
         text = response.read().decode()
     assert re.search(r'ember_async_queue_depth\{function="slow"\} \d+', text)
     assert 'ember_async_oldest_event_age_seconds{function="slow"}' in text
+    assert 'ember_async_events_total{function="quick",outcome="Success"} 5.0' in text
     lambda_client.delete_function(FunctionName="slow")  # its queued events are discarded
 
 

@@ -96,7 +96,6 @@ class Delivery:
         statements: list[Statement] = [insert_event(e) for e in created]
         statements.append(delete_event(event.request_id))
         await self._store.write(statements)
-        self.counts[str(condition)] += 1
         return created
 
     def _function_event(self, destination: str, body: str) -> AsyncEvent:

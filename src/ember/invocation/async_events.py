@@ -117,6 +117,7 @@ class AsyncDispatcher:
         self._error_streak: Counter[str] = Counter()  # request id => platform errors in a row
         self._closed = False
         self.counts: Counter[str] = Counter()
+        self._metrics = metrics
         if metrics is not None:
             self._register_metrics(metrics)
 
@@ -154,7 +155,7 @@ class AsyncDispatcher:
         now = self._clock.wall()
         event = AsyncEvent(request_id, name, qualifier, payload, now, now)
         await self._store.write([insert_event(event)])
-        self.counts["accepted"] += 1
+        self._count(name, "accepted")
         self._schedule.add(event, self._clock.wall())
         self._pump()
 
@@ -216,7 +217,7 @@ class AsyncDispatcher:
         record = self._functions.resolve(event.function, event.qualifier)
         if record is None:
             await self._finish(event, None, None)
-            self.counts["discarded"] += 1
+            self._count(event.function, "discarded")
             return
         config = self._configs(event.function, event.qualifier or LATEST)
         if await self._settled_without_invoke(event, record, config):
@@ -268,6 +269,7 @@ class AsyncDispatcher:
         if event.attempts_failed > config.retry_attempts:
             await self._finish(event, Condition.RETRIES_EXHAUSTED, config, record)
             return
+        self._count(event.function, "retried")
         due = self._clock.wall() + self._policy.retry_delay(event.attempts_failed)
         await self._reschedule(event, min(due, self._expiry(event, config)))
 
@@ -284,13 +286,13 @@ class AsyncDispatcher:
         )
         self._schedule.park(name, until)
         self._schedule.put_back(event, now, front=True)
-        self.counts["throttled"] += 1
+        self._count(name, "throttled")
 
     async def _back_off(self, event: AsyncEvent, config: EventInvokeConfig) -> None:
         self._error_streak[event.request_id] += 1
         delay = self._policy.backoff(self._error_streak[event.request_id])
         await self._reschedule(event, min(self._clock.wall() + delay, self._expiry(event, config)))
-        self.counts["platform_retries"] += 1
+        self._count(event.function, "retried")
 
     async def _reschedule(self, event: AsyncEvent, due: float) -> None:
         event.due_at = due
@@ -312,10 +314,16 @@ class AsyncDispatcher:
         else:
             dead_letter = record.config.dead_letter_target if record is not None else None
             created = await self._delivery.finish(event, condition, config, dead_letter)
+            self._count(event.function, str(condition))
         self._schedule.finish(event)
         now = self._clock.wall()
         for new in created:
             self._schedule.add(new, now)
+
+    def _count(self, function: str, outcome: str) -> None:
+        self.counts[outcome] += 1
+        if self._metrics is not None:
+            self._metrics.async_events.labels(function, outcome).inc()
 
     # visibility -------------------------------------------------------------------------
 
