@@ -358,3 +358,17 @@ def test_accepted_events_survive_kill_9(tmp_path: Path) -> None:
         assert ids <= request_ids_until(queues, url, ids).keys()
     finally:
         second.stop()
+
+
+def test_deleting_a_function_deletes_its_event_invoke_config(lambda_client: Any) -> None:
+    create(lambda_client, "short-lived", ECHO_ID)
+    lambda_client.put_function_event_invoke_config(
+        FunctionName="short-lived", MaximumRetryAttempts=0
+    )
+    lambda_client.delete_function(FunctionName="short-lived")
+    with pytest.raises(ClientError) as excinfo:
+        lambda_client.list_function_event_invoke_configs(FunctionName="short-lived")
+    assert error_code(excinfo) == ("ResourceNotFoundException", 404)
+    create(lambda_client, "short-lived", ECHO_ID)
+    listed = lambda_client.list_function_event_invoke_configs(FunctionName="short-lived")
+    assert listed["FunctionEventInvokeConfigs"] == []
