@@ -8,6 +8,7 @@ import re
 import signal
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.integration.async_support import (
 )
 from tests.integration.conftest import EmberServer
 from tests.integration.esm_support import function_log, marked
+from tests.integration.functions import SLEEPY
 from tests.integration.test_concurrency import statistics
 from tests.integration.test_functions_api import create, error_code
 
@@ -372,3 +374,28 @@ def test_deleting_a_function_deletes_its_event_invoke_config(lambda_client: Any)
     create(lambda_client, "short-lived", ECHO_ID)
     listed = lambda_client.list_function_event_invoke_configs(FunctionName="short-lived")
     assert listed["FunctionEventInvokeConfigs"] == []
+
+
+def test_a_throttled_event_waits_and_runs_once_the_lease_is_free(
+    lambda_client: Any, sqs: Any, server: EmberServer
+) -> None:
+    url, queue_arn = make_queue(sqs, "held-success")
+    create(lambda_client, "held", SLEEPY, Timeout=30)
+    lambda_client.put_function_concurrency(FunctionName="held", ReservedConcurrentExecutions=1)
+    lambda_client.put_function_event_invoke_config(
+        FunctionName="held", DestinationConfig={"OnSuccess": {"Destination": queue_arn}}
+    )
+    with ThreadPoolExecutor(1) as pool:
+        sync = pool.submit(
+            lambda_client.invoke, FunctionName="held", Payload=json.dumps({"seconds": 2})
+        )
+        while statistics(server)["counting"]["by_function"].get("held") != 1:
+            pass  # the synchronous invocation holds the only lease
+        request_id = invoke_event(lambda_client, "held", {"seconds": 0})
+        (record,) = records(sqs, url, 1)
+        answer = sync.result()
+        assert answer["StatusCode"] == 200
+        assert b"pid" in answer["Payload"].read()  # read: the connection goes back to the pool
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["approximateInvokeCount"] == 1  # 429s are not invokes
+    assert statistics(server)["async"]["counts"]["throttled"] >= 1
