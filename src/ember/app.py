@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
+from ember.api.event_invoke_config import EventInvokeConfigApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import Authenticator
@@ -33,14 +34,18 @@ from ember.api.tags import TagsApi
 from ember.api.versions import VersionsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
+from ember.control.event_invoke import EventInvokeConfigs
 from ember.control.layers import LayerService
 from ember.control.registry import FunctionRegistry
 from ember.control.tags import FunctionTags
+from ember.events.async_targets import QueueServiceSink, RegistryFunctions
 from ember.events.caller import InvokerCaller
 from ember.events.mappings import MappingService
 from ember.events.poller import MappingPoller
 from ember.events.queues import QueueService
 from ember.events.store import EventsStore
+from ember.invocation.async_delivery import Delivery
+from ember.invocation.async_events import AsyncDispatcher, AsyncPolicy
 from ember.invocation.counting import Counting
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
@@ -51,6 +56,7 @@ from ember.runtimes.catalogue import RuntimeCatalogue
 from ember.sandbox.base import SandboxBackend
 from ember.sandbox.registry import create_backend
 from ember.settings import Settings
+from ember.store.async_queue import AsyncQueueStore
 from ember.store.blobs import BlobStore
 from ember.store.layer_trees import OptTrees
 from ember.store.layers import LayerStore
@@ -81,6 +87,9 @@ class Ember:
     queues: QueueService | None = None
     mappings: MappingService | None = None
     layers: LayerService | None = None
+    async_store: AsyncQueueStore | None = None
+    dispatcher: AsyncDispatcher | None = None
+    event_configs: EventInvokeConfigs | None = None
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -126,7 +135,8 @@ class Ember:
             settings.region,
             settings.account_id,
             runtimes=catalogue.identifiers,
-            on_change=placement.retire,
+            # defined below, once the async configs it also updates exist
+            on_change=lambda name, version: function_changed(name, version),  # noqa: PLW0108
             account_concurrency=settings.account_concurrency,
             rng=random.Random(settings.routing_seed),  # noqa: S311 - traffic split, not a secret
             attach_layers=layers.attach,
@@ -146,11 +156,40 @@ class Ember:
             clock,
             enabled=settings.auth_enabled,
         )
-        functions = FunctionsApi(
-            registry, blobs, secrets.token_bytes(32), settings.region, settings.account_id
-        )
         events_store = await EventsStore.open(data / "events.db")
         queues = QueueService(events_store, clock, settings.region, settings.account_id)
+        async_store = await AsyncQueueStore.open(data / "async.db")
+        sink = QueueServiceSink(queues)
+        event_configs = EventInvokeConfigs(
+            async_store, registry, clock, sink.exists, settings.region, settings.account_id
+        )
+        dispatcher = AsyncDispatcher(
+            async_store,
+            invoker,
+            RegistryFunctions(registry),
+            event_configs.lookup,
+            Delivery(async_store, sink, clock, registry.arn, settings.region, settings.account_id),
+            clock,
+            async_policy(settings),
+            invoker.metrics,
+        )
+        forgetting: set[asyncio.Task[None]] = set()
+
+        def function_changed(name: str, version: str | None) -> None:
+            placement.retire(name, version)
+            if version is None and RegistryFunctions(registry).resolve(name, None) is None:
+                task = asyncio.get_running_loop().create_task(event_configs.forget_function(name))
+                forgetting.add(task)
+                task.add_done_callback(forgetting.discard)
+
+        functions = FunctionsApi(
+            registry,
+            blobs,
+            secrets.token_bytes(32),
+            settings.region,
+            settings.account_id,
+            dead_letter_check=event_configs.check_dead_letter_target,
+        )
         caller = InvokerCaller(registry, invoker)
         mappings = MappingService(
             events_store,
@@ -163,16 +202,19 @@ class Ember:
             auth,
             registry,
             functions,
-            InvokeApi(functions, registry, invoker),
+            InvokeApi(functions, registry, invoker, dispatcher, settings.async_payload_limit),
             store,
             logs,
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
-            concurrency=ConcurrencyApi(functions, registry, invoker, placement),
             versions=VersionsApi(functions, registry),
             aliases=AliasesApi(functions, registry),
             layers=LayersApi(layers, functions),
             tags=TagsApi(FunctionTags(registry, settings.region, settings.account_id)),
+            concurrency=ConcurrencyApi(
+                functions, registry, invoker, placement, async_statistics=dispatcher.statistics
+            ),
+            event_invoke=EventInvokeConfigApi(functions, registry, event_configs),
         )
         ember = cls(
             settings,
@@ -188,6 +230,9 @@ class Ember:
             queues=queues,
             mappings=mappings,
             layers=layers,
+            async_store=async_store,
+            dispatcher=dispatcher,
+            event_configs=event_configs,
         )
         await ember._start()
         return ember
@@ -199,6 +244,10 @@ class Ember:
         if self.queues is not None:
             await self.queues.load()
         self.logs.start()
+        if self.event_configs is not None:
+            await self.event_configs.load()
+        if self.dispatcher is not None:
+            await self.dispatcher.load()  # stored events (in flight at a crash too) run again
         if self.mappings is not None:
             await self.mappings.load()  # last: pollers resume and invoke at once
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
@@ -222,6 +271,8 @@ class Ember:
                 await self._reaper
         if self.mappings is not None:
             await self.mappings.close()  # pollers first: invokes in flight end
+        if self.dispatcher is not None:
+            await self.dispatcher.close()  # events in flight stay stored for the next start
         await self.placement.close()
         await self.registry.close()
         await self.logs.close()
@@ -230,6 +281,8 @@ class Ember:
             await self.events_store.close()
         if self.layers is not None:
             await self.layers.close()
+        if self.async_store is not None:
+            await self.async_store.close()
         await self.store.close()
 
 
@@ -246,6 +299,17 @@ def data_plane_metrics(counting: Counting, placement: Placement) -> Metrics:
                  ("busy",): float(placement.statistics().busy)},
     )  # fmt: skip
     return metrics
+
+
+def async_policy(settings: Settings) -> AsyncPolicy:
+    return AsyncPolicy(
+        retry_delays_s=settings.async_retry_delays_s,
+        backoff_initial_s=settings.async_backoff_initial_s,
+        backoff_max_s=settings.async_backoff_max_s,
+        event_age_scale=settings.async_event_age_scale,
+        workers=settings.async_workers,
+        function_in_flight=settings.async_function_in_flight,
+    )
 
 
 def load_credentials(settings: Settings, path: Path) -> Credentials:

@@ -16,6 +16,14 @@ Environment variables (all optional):
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
     EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept per zygote
     EMBER_SANDBOX_PREFAULT                          "1": pooled sandboxes pre-fault memory
+    EMBER_ASYNC_RETRY_DELAYS                        seconds before async retries ("60,120")
+    EMBER_ASYNC_BACKOFF_INITIAL_SECONDS             first throttle/platform back-off (1)
+    EMBER_ASYNC_BACKOFF_MAX_SECONDS                 longest such back-off (300)
+    EMBER_ASYNC_EVENT_AGE_SCALE                     seconds per MaximumEventAgeInSeconds
+                                                    second (1; tests make it small)
+    EMBER_ASYNC_WORKERS                             async events in flight in all (64)
+    EMBER_ASYNC_FUNCTION_IN_FLIGHT                  async events in flight per function (16)
+    EMBER_ASYNC_PAYLOAD_LIMIT                       bytes of an Event payload (1048576)
 """
 
 from __future__ import annotations
@@ -51,6 +59,14 @@ class Settings:
     sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
     sandbox_prefault: bool = False  # pooled sandboxes break copy-on-write ahead of use
     routing_seed: int | None = None  # seeds weighted alias routing (tests); None = random
+    # asynchronous invocation (Lambda's timings by default)
+    async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
+    async_backoff_initial_s: float = 1.0
+    async_backoff_max_s: float = 300.0
+    async_event_age_scale: float = 1.0
+    async_workers: int = 64
+    async_function_in_flight: int = 16
+    async_payload_limit: int = 1024 * 1024
 
     @property
     def endpoint_url(self) -> str:
@@ -90,10 +106,35 @@ class Settings:
             values["sandbox_prefault"] = env["EMBER_SANDBOX_PREFAULT"].strip() in ("1", "true")
         if "EMBER_AGENT_PYTHON" in env:
             values["agent_python"] = env["EMBER_AGENT_PYTHON"]
+        values.update(_async_values(env))
         if env.get("EMBER_PYTHON_INTERPRETERS"):
             values["python_interpreters"] = _parse_pairs(env["EMBER_PYTHON_INTERPRETERS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]  # keys are field names by construction
+
+
+def _async_values(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if env.get("EMBER_ASYNC_RETRY_DELAYS"):
+        delays = tuple(float(v) for v in env["EMBER_ASYNC_RETRY_DELAYS"].split(",") if v.strip())
+        values["async_retry_delays_s"] = delays
+    floats = (
+        ("EMBER_ASYNC_BACKOFF_INITIAL_SECONDS", "async_backoff_initial_s"),
+        ("EMBER_ASYNC_BACKOFF_MAX_SECONDS", "async_backoff_max_s"),
+        ("EMBER_ASYNC_EVENT_AGE_SCALE", "async_event_age_scale"),
+    )
+    for key, name in floats:
+        if key in env:
+            values[name] = float(env[key])
+    ints = (
+        ("EMBER_ASYNC_WORKERS", "async_workers"),
+        ("EMBER_ASYNC_FUNCTION_IN_FLIGHT", "async_function_in_flight"),
+        ("EMBER_ASYNC_PAYLOAD_LIMIT", "async_payload_limit"),
+    )
+    for key, name in ints:
+        if key in env:
+            values[name] = int(env[key])
+    return values
 
 
 def _parse_pairs(text: str) -> dict[str, str]:

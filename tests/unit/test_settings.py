@@ -27,3 +27,21 @@ def test_environment_then_overrides() -> None:
     assert settings.python_interpreters == {"python3.12": "/opt/py312/bin/python3.12"}
     assert settings.data_dir == Path("/data")
     assert settings.port == 9000  # a None override keeps the default
+
+
+def test_async_timings_default_to_lambdas_and_can_be_shortened() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.async_retry_delays_s == (60.0, 120.0)
+    assert (defaults.async_backoff_initial_s, defaults.async_backoff_max_s) == (1.0, 300.0)
+    assert defaults.async_payload_limit == 1048576
+    env = {
+        "EMBER_ASYNC_RETRY_DELAYS": "0.3, 0.6",
+        "EMBER_ASYNC_BACKOFF_INITIAL_SECONDS": "0.1",
+        "EMBER_ASYNC_EVENT_AGE_SCALE": "0.01",
+        "EMBER_ASYNC_FUNCTION_IN_FLIGHT": "4",
+    }
+    settings = Settings.from_env(env)
+    assert settings.async_retry_delays_s == (0.3, 0.6)
+    assert settings.async_backoff_initial_s == 0.1
+    assert settings.async_event_age_scale == 0.01
+    assert settings.async_function_in_flight == 4

@@ -7,6 +7,7 @@ GET under ``/2019-09-30/functions/{name}/concurrency``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -30,11 +31,13 @@ class ConcurrencyApi:
         registry: FunctionRegistry,
         invoker: Invoker,
         placement: Placement,
+        async_statistics: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._functions = functions
         self._registry = registry
         self._invoker = invoker
         self._placement = placement
+        self._async_statistics = async_statistics
 
     async def put(self, request: Request, body: bytes) -> Response:
         name = self._unqualified(request)
@@ -72,6 +75,8 @@ class ConcurrencyApi:
             "counting": _plain(self._invoker.counting.statistics()),
             "placement": _plain(self._placement.statistics()),
         }
+        if self._async_statistics is not None:
+            shape["async"] = self._async_statistics()
         return Response(json.dumps(shape), media_type="application/json")
 
     def _unqualified(self, request: Request) -> str:

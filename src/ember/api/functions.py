@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -43,8 +44,10 @@ class FunctionsApi:
         url_key: bytes,
         region: str,
         account_id: str,
+        dead_letter_check: Callable[[str], None] | None = None,
     ) -> None:
         self._registry = registry
+        self._dead_letter_check = dead_letter_check  # raises for a target Ember cannot use
         self._blobs = blobs
         self._url_key = url_key  # HMAC key of code download URLs
         self._region = region
@@ -77,6 +80,7 @@ class FunctionsApi:
         command = await asyncio.to_thread(
             parse_create_function, data, self._registry.installed_runtimes()
         )
+        self._check_dead_letter(command.config.dead_letter_target)
         record = await self._registry.create(command)
         return json_response(self.configuration(record), 201)
 
@@ -124,8 +128,16 @@ class FunctionsApi:
 
     async def update_configuration(self, request: Request, body: bytes) -> Response:
         name = self.resolve_latest(request)
-        record = await self._registry.update_configuration(name, parse_json_object(body))
+        data = parse_json_object(body)
+        dead_letter = data.get("DeadLetterConfig")
+        if isinstance(dead_letter, dict) and isinstance(dead_letter.get("TargetArn"), str):
+            self._check_dead_letter(dead_letter["TargetArn"])
+        record = await self._registry.update_configuration(name, data)
         return json_response(self.configuration(record))
+
+    def _check_dead_letter(self, target: str | None) -> None:
+        if target and self._dead_letter_check is not None:
+            self._dead_letter_check(target)
 
     async def delete(self, request: Request, _body: bytes) -> Response:
         name, qualifier = self.resolve(request)

@@ -2,7 +2,9 @@
 
 Edge checks, in AWS's order: the function exists (404) and is Active (409); the
 invocation type and log type are known values; the payload is at most 6 MB (413) and is
-JSON (400); the client context is base64 JSON. ``Event`` is not served yet and says so.
+JSON (400); the client context is base64 JSON. ``Event``: at most the async payload
+limit (1 MB, 413 with Lambda's message), committed durably by the async dispatcher, then
+202 with an empty body and the event's ``x-amzn-RequestId``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import uuid
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +28,7 @@ from ember.errors import (
     ResourceConflictException,
     ValidationException,
 )
+from ember.invocation.async_events import AsyncDispatcher
 from ember.invocation.invoker import InvocationRequest, Invoker
 from ember.model.functions import State
 
@@ -32,17 +36,25 @@ OFF_LOOP_BYTES = 256 * 1024  # payloads larger than this are JSON-checked on a t
 CLIENT_CONTEXT_LIMIT = 3583
 INVOCATION_TYPES = ("Event", "RequestResponse", "DryRun")
 LOG_TYPES = ("None", "Tail")
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024  # 1 MB since 2025 (256 KB before)
 
 
 class InvokeApi:
     """Scope: one per server."""
 
     def __init__(
-        self, functions: FunctionsApi, registry: FunctionRegistry, invoker: Invoker
+        self,
+        functions: FunctionsApi,
+        registry: FunctionRegistry,
+        invoker: Invoker,
+        dispatcher: AsyncDispatcher | None = None,
+        async_payload_limit: int = ASYNC_PAYLOAD_LIMIT,
     ) -> None:
         self._functions = functions
         self._registry = registry
         self._invoker = invoker
+        self._dispatcher = dispatcher
+        self._async_limit = async_payload_limit
 
     async def invoke(self, request: Request, body: bytes) -> Response:
         name, qualifier = self._functions.resolve(request)
@@ -59,6 +71,11 @@ class InvokeApi:
                 "The operation cannot be performed at this time. The function is currently "
                 f"in the following state: {record.state}"
             )
+        if invocation_type == "Event" and len(body) > self._async_limit:
+            raise RequestEntityTooLargeException(
+                f"{len(body)} byte payload is too large for the Event invocation type "
+                f"(limit {self._async_limit} bytes)"
+            )
         if len(body) > SYNC_PAYLOAD_LIMIT:
             raise RequestEntityTooLargeException(
                 f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes "
@@ -69,10 +86,7 @@ class InvokeApi:
         if invocation_type == "DryRun":
             return Response(status_code=204)
         if invocation_type == "Event":
-            raise InvalidParameterValueException(
-                "InvocationType Event (asynchronous invocation) is not available in this "
-                "version of Ember yet; use RequestResponse."
-            )
+            return await self._enqueue(name, qualifier, payload)
         result = await self._invoker.invoke(
             record,
             InvocationRequest(
@@ -93,6 +107,16 @@ class InvokeApi:
         if result.log_result is not None:
             response.headers["X-Amz-Log-Result"] = result.log_result
         return response
+
+    async def _enqueue(self, name: str, qualifier: str | None, payload: bytes) -> Response:
+        """Commit the event durably, then 202 (empty body) with the id every attempt uses."""
+        if self._dispatcher is None:
+            raise InvalidParameterValueException(
+                "InvocationType Event is not served by this Ember server."
+            )
+        request_id = str(uuid.uuid4())
+        await self._dispatcher.accept(name, qualifier, payload, request_id)
+        return Response(status_code=202, headers={REQUEST_ID: request_id})
 
 
 def _enum(value: str, field: str, allowed: tuple[str, ...]) -> str:

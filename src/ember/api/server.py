@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
+from ember.api.event_invoke_config import EventInvokeConfigApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import (
@@ -55,6 +56,7 @@ class Services:
     aliases: AliasesApi | None = None
     layers: LayersApi | None = None
     tags: TagsApi | None = None
+    event_invoke: EventInvokeConfigApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -95,6 +97,8 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_layer_routes(services.layers, op))
     if services.tags is not None:
         routes.extend(_tag_routes(services.tags, op))
+    if services.event_invoke is not None:
+        routes.extend(_event_invoke_routes(services.event_invoke, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -159,6 +163,17 @@ def _tag_routes(api: TagsApi, op: Callable[[Handler], Any]) -> list[Route]:
         Route(path, op(api.list), methods=["GET"]),
         Route(path, op(api.tag), methods=["POST"]),
         Route(path, op(api.untag), methods=["DELETE"]),
+    ]
+
+
+def _event_invoke_routes(api: EventInvokeConfigApi, op: Callable[[Handler], Any]) -> list[Route]:
+    path = "/2019-09-25/functions/{name}/event-invoke-config"
+    return [
+        Route(path, op(api.put), methods=["PUT"]),
+        Route(path, op(api.update), methods=["POST"]),
+        Route(path, op(api.get), methods=["GET"]),
+        Route(path, op(api.delete), methods=["DELETE"]),
+        Route(path + "/list", op(api.list), methods=["GET"]),
     ]
 
 

@@ -42,6 +42,7 @@ class InvocationRequest:
     client_context: str | None = None  # decoded JSON text
     tail: bool = False
     tenant_id: str | None = None
+    request_id: str | None = None  # an async event's id (kept across retries); None = new
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ class Invoker:
             raise
 
     async def _invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
-        request_id = str(uuid.uuid4())
+        request_id = request.request_id or str(uuid.uuid4())
         async with self._placement.environment(record) as env:
             init_ms: float | None = None
             start = self._start_meta.pop(env, None)

@@ -47,6 +47,11 @@ class Metrics:
             "ember_init_duration_seconds", "Init duration of new environments", ["function"],
             buckets=DURATION_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.async_events = Counter(
+            "ember_async_events", "Async events by function and outcome (accepted, Success, "
+            "RetriesExhausted, EventAgeExceeded, ZeroReservedConcurrency, throttled, retried, "
+            "discarded)", ["function", "outcome"], registry=self.registry,
+        )  # fmt: skip
         self.starts = Counter(
             "ember_starts", "How invocations started: cold or warm", ["function", "kind"],
             registry=self.registry,
