@@ -313,8 +313,8 @@ class AsyncDispatcher:
             created: list[AsyncEvent] = []
         else:
             dead_letter = record.config.dead_letter_target if record is not None else None
+            self._count(event.function, str(condition))  # before a reader can see the record
             created = await self._delivery.finish(event, condition, config, dead_letter)
-            self._count(event.function, str(condition))
         self._schedule.finish(event)
         now = self._clock.wall()
         for new in created:
