@@ -77,14 +77,17 @@ class Launcher:
             config.memory_size,
             config.ephemeral_storage,
             read_only_paths=runtime.host_paths(),
-            interpreter=runtime.interpreter,
+            interpreter=runtime.python_interpreter,
+            runtime_client=runtime.client_dir,
         )
         sandbox = await self._backend.start(spec)
         stream = log_stream_name(record.version, self._clock.wall())
         log = EnvironmentLog(self._writer, log_group(record), stream)
         environment = ExecutionEnvironment(sandbox, self._clock, log)
         start = StartMeta(
-            argv=runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir),
+            argv=runtime.argv(
+                sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir, config.memory_size
+            ),
             cwd=sandbox.task_root,
             env=self.runtime_environment(record, runtime, sandbox, log),
             runtime_api=sandbox.runtime_api_bind,
@@ -96,6 +99,7 @@ class Launcher:
     ) -> dict[str, str]:
         config = record.config
         env = dict(UNRESERVED_DEFAULTS)
+        env.update(runtime.unreserved_env(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir))
         env.update(config.environment)
         key_id, secret = _execution_credentials()
         env.update(
