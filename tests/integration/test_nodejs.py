@@ -252,6 +252,13 @@ def test_handler_error_shape(lambda_client: Any) -> None:
     assert "Init Duration" not in tail(again)  # a handled error keeps the environment
 
 
+def test_error_with_a_large_message(lambda_client: Any) -> None:
+    source = "exports.handler = async () => { throw new Error('m'.repeat(200000)); };\n"
+    deploy(lambda_client, "node-large-error", {"index.js": source})
+    error = body(invoke(lambda_client, "node-large-error", {}))
+    assert (error["errorType"], error["errorMessage"]) == ("Error", "m" * 200000)
+
+
 def test_callback_error_keeps_its_name(lambda_client: Any) -> None:
     deploy(lambda_client, "node-callback-error", {"index.js": CALLBACK_ERROR})
     error = body(invoke(lambda_client, "node-callback-error", {}))

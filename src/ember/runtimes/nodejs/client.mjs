@@ -9,7 +9,9 @@ import { toRapidResponse, xrayCause } from './errors.mjs';
 const API = '/2018-06-01/runtime';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
 const XRAY_CAUSE_HEADER = 'Lambda-Runtime-Function-XRay-Error-Cause';
-const MAX_XRAY_CAUSE = 1024 * 1024;
+// AWS's client skips causes of 1 MiB or more; Ember's Runtime API takes request heads up to
+// 64 KiB and ignores the cause, so a larger one is left out rather than refused.
+const MAX_XRAY_CAUSE = 16 * 1024;
 
 function serialize(body) {
   let text;
