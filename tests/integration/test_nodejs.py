@@ -124,6 +124,20 @@ SILENT = """
 exports.handler = (event, context) => { setTimeout(() => {}, 5); };
 """
 
+STREAMING = """
+exports.handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  if (event.fail) {
+    responseStream.write('partial ');
+    throw new TypeError('stream broke');
+  }
+  responseStream.setContentType('text/plain');
+  responseStream.write('hello ');
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  responseStream.write(context.functionName);
+  responseStream.end();
+});
+"""
+
 
 def deploy(
     client: Any, name: str, files: dict[str, str], handler: str = "index.handler", **extra: Any
@@ -382,3 +396,20 @@ def test_handler_that_never_answers_gets_null(lambda_client: Any) -> None:
     response = invoke(lambda_client, "node-silent", {})
     assert "FunctionError" not in response
     assert body(response) is None
+
+
+def test_streamified_handler(lambda_client: Any) -> None:
+    deploy(lambda_client, "node-streaming", {"index.js": STREAMING})
+    response = invoke(lambda_client, "node-streaming", {})
+    assert "FunctionError" not in response
+    assert response["Body"] == b"hello node-streaming"  # the stream, buffered by Ember
+    assert response["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "text/plain"
+    failed = invoke(lambda_client, "node-streaming", {"fail": True}, LogType="Tail")
+    assert failed["FunctionError"] == "Unhandled"
+    error = body(failed)
+    assert (error["errorType"], error["errorMessage"]) == ("TypeError", "stream broke")
+    check_trace(error, "TypeError: stream broke")
+    assert "\tERROR\tInvoke Error \t{" in tail(failed)
+    again = invoke(lambda_client, "node-streaming", {}, LogType="Tail")
+    assert again["Body"] == b"hello node-streaming"
+    assert "Init Duration" not in tail(again)  # the environment went on after the failure

@@ -81,6 +81,17 @@ export class RuntimeClient {
     this._post(`${API}/init/error`, serialize(response), headers, callback);
   }
 
+  /** The chunked POST /response of a streaming handler; the caller writes and ends it. */
+  streamingResponseRequest(id, onResponse) {
+    const headers = {
+      'Lambda-Runtime-Function-Response-Mode': 'streaming',
+      Trailer: ['Lambda-Runtime-Function-Error-Type', 'Lambda-Runtime-Function-Error-Body'],
+      'Content-Type': 'application/octet-stream',
+    };
+    const path = `${API}/invocation/${encodeURIComponent(id)}/response`;
+    return this._request('POST', path, headers, onResponse);
+  }
+
   _request(method, path, headers, onResponse) {
     const options = { hostname: this.hostname, port: this.port, method, path, headers };
     return http.request({ ...options, agent: this.agent }, onResponse);

@@ -4,9 +4,10 @@
 // Plain node core modules only. It reproduces what AWS's aws-lambda-nodejs-runtime-interface-
 // client (the one in the nodejs20.x/22.x images) does, as seen from the Runtime API, the
 // function and its logs; modules: loader (handler resolution), runtime (invoke loop),
-// context (context and callback), client (Runtime API over http), logging, errors.
+// context (context and callback), streaming (awslambda.streamifyResponse), client (Runtime
+// API over http), logging, errors.
 //
-// Not reproduced: response streaming (awslambda.streamifyResponse), the telemetry log fd.
+// Not reproduced: the telemetry log fd, the alternative/native client switches.
 
 import { createRequire } from 'node:module';
 import { RuntimeClient } from './client.mjs';
@@ -15,6 +16,7 @@ import { UnhandledPromiseRejection } from './errors.mjs';
 import { loadHandler } from './loader.mjs';
 import { patchConsole, structuredConsole } from './logging.mjs';
 import { Runtime } from './runtime.mjs';
+import { defineGlobal, isStreaming } from './streaming.mjs';
 
 // User modules are required from here: a missing one reports "Require stack: - <this file>".
 const require = createRequire(import.meta.url);
@@ -39,8 +41,9 @@ async function start() {
   beforeExit.reset();
   process.on('beforeExit', beforeExit.invoke);
   const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  defineGlobal();
   const handler = await loadHandler(require, appRoot, process.env._HANDLER ?? '');
-  new Runtime(client, handler, errorCallbacks).scheduleIteration();
+  new Runtime(client, handler, errorCallbacks, isStreaming(handler)).scheduleIteration();
 }
 
 await start();

@@ -1,4 +1,4 @@
-// The invoke loop (AWS's Node client: src/Runtime.js, buffered responses only).
+// The invoke loop (AWS's Node client: src/Runtime.js).
 //
 // Each iteration starts on a fresh turn of the event loop (setImmediate): GET /next, call
 // the handler with (event, context, callback), and post what it answers. The next
@@ -8,16 +8,18 @@
 // (129 and 128), as AWS's client does.
 
 import { beforeExit, buildCallbackContext, InvokeContext } from './context.mjs';
+import { openResponseStream, streamingContext } from './streaming.mjs';
 
 function isPromise(value) {
   return value && value.then && typeof value.then === 'function';
 }
 
 export class Runtime {
-  constructor(client, handler, errorCallbacks) {
+  constructor(client, handler, errorCallbacks, streaming = false) {
     this.client = client;
     this.handler = handler;
     this.errorCallbacks = errorCallbacks;
+    this.handleOnce = streaming ? this.handleOnceStreaming : this.handleOnceBuffered;
   }
 
   scheduleIteration() {
@@ -32,7 +34,7 @@ export class Runtime {
     });
   }
 
-  async handleOnce() {
+  async handleOnceBuffered() {
     const { bodyJson, headers } = await this.client.nextInvocation();
     const invokeContext = new InvokeContext(headers);
     invokeContext.updateLoggingContext();
@@ -54,6 +56,39 @@ export class Runtime {
       }
     } catch (err) {
       callback(err);
+    }
+  }
+
+  /** A streamified handler: (event, responseStream, context), answered through the stream. */
+  async handleOnceStreaming() {
+    const { bodyJson, headers } = await this.client.nextInvocation();
+    const invokeContext = new InvokeContext(headers);
+    invokeContext.updateLoggingContext();
+    const [context, scheduleNext] = streamingContext(this.scheduleIteration.bind(this));
+    const { responseStream, responseDone, fail } = openResponseStream(
+      this.client,
+      invokeContext.invokeId,
+    );
+    try {
+      this.setErrorCallbacks(invokeContext.invokeId);
+      beforeExit.set(() => this.scheduleIteration());
+      const ctx = invokeContext.attachEnvironmentData(context);
+      const result = this.handler(JSON.parse(bodyJson), responseStream, ctx);
+      if (!isPromise(result)) {
+        fail('Streaming does not support non-async handlers.', scheduleNext);
+        return;
+      }
+      if ((await result) !== undefined) {
+        console.warn('Streaming handlers ignore return values.');
+      }
+      await responseDone;
+      if (!responseStream.writableFinished) {
+        fail('Response stream is not finished.', scheduleNext);
+        return;
+      }
+      scheduleNext();
+    } catch (err) {
+      fail(err, scheduleNext);
     }
   }
 
