@@ -4,9 +4,10 @@ Python runtimes need a concrete interpreter of that version. They are found on t
 machine (``/usr/bin/python3.X``, ``/usr/local/bin``, pyenv's ``versions/3.X.*``) and
 always started by their real path with isolation flags, never through a shim. Custom
 runtimes (``provided.*``) run the function's own ``bootstrap`` and are always available.
-Node.js runtimes (``nodejs20.x``, ...) need a ``node`` of that major version (``/usr/bin``,
-``/usr/local/bin``, nvm's ``versions/node/v*``; each candidate asked ``node --version``
-once, at discovery); they run Ember's JavaScript client (``runtimes/nodejs``).
+Node.js runtimes (``nodejs20.x``, ``nodejs22.x``) need a ``node`` of that major version
+(``/usr/bin``, ``/usr/local/bin``, nvm's ``versions/node/v*``; each candidate asked
+``node --version`` once, at discovery); they run Ember's JavaScript client
+(``runtimes/nodejs``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from ember.runtimes.python import runtime_argv
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
 CUSTOM_RUNTIMES = ("provided.al2023", "provided.al2")
-NODE_RUNTIMES = {"nodejs20.x": 20, "nodejs22.x": 22, "nodejs24.x": 24}  # identifier => major
+# identifier => node major. Not nodejs24.x: AWS's client for it drops the callback style,
+# which this client (that of 20.x and 22.x) keeps.
+NODE_RUNTIMES = {"nodejs20.x": 20, "nodejs22.x": 22}
 NODE_VERSION_TIMEOUT_S = 10.0
 
 
