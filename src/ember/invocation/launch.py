@@ -7,7 +7,8 @@ the function cannot override. Nothing of the server's own environment is passed 
 Layers: the function's layers, merged in order, are the sandbox's ``opt_dir`` (seen at
 ``/opt``). Their paths as on Lambda: ``/opt/bin`` on ``PATH`` and ``/opt/lib`` on
 ``LD_LIBRARY_PATH`` (the defaults below), ``/opt/nodejs/node<major>/node_modules`` and
-``/opt/nodejs/node_modules`` on ``NODE_PATH`` (here, the one place it is set), and
+``/opt/nodejs/node_modules`` on ``NODE_PATH`` (the node runtimes' defaults:
+``runtimes/catalogue.py``), and
 ``/opt/python`` and ``/opt/python/lib/python3.X/site-packages`` on the Python runtime's
 ``sys.path`` (``runtimes/python/ember_ric/bootstrap.py``; the runtime runs with ``-I``,
 so ``PYTHONPATH`` would not be read).
@@ -15,7 +16,6 @@ so ``PYTHONPATH`` would not be read).
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping
@@ -109,14 +109,17 @@ class Launcher:
             config.ephemeral_storage,
             network=network_policy(self._tags(record)),
             read_only_paths=runtime.host_paths(),
-            interpreter=runtime.interpreter,
+            interpreter=runtime.python_interpreter,
+            runtime_client=runtime.client_dir,
         )
         sandbox = await self._backend.start(spec)
         stream = log_stream_name(record.version, self._clock.wall())
         log = EnvironmentLog(self._writer, log_group(record), stream)
         environment = ExecutionEnvironment(sandbox, self._clock, log)
         start = StartMeta(
-            argv=runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir),
+            argv=runtime.argv(
+                sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir, config.memory_size
+            ),
             cwd=sandbox.task_root,
             env=self.runtime_environment(record, runtime, sandbox, log),
             runtime_api=sandbox.runtime_api_bind,
@@ -128,6 +131,7 @@ class Launcher:
     ) -> dict[str, str]:
         config = record.config
         env = dict(UNRESERVED_DEFAULTS)
+        env.update(runtime.unreserved_env(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir))
         env.update(config.environment)
         key_id, secret = _execution_credentials()
         env.update(
@@ -151,9 +155,6 @@ class Launcher:
         )
         if runtime.execution_env:
             env["AWS_EXECUTION_ENV"] = runtime.execution_env
-        node_path = _node_path(runtime.identifier, sandbox.opt_root, sandbox.runtime_dir)
-        if node_path is not None:
-            env.setdefault("NODE_PATH", node_path)
         if config.logging.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
             if config.logging.application_log_level:
@@ -165,17 +166,6 @@ class Launcher:
 
     def runtime_version_arn(self, runtime: Runtime) -> str:
         return runtime_version_arn(self._region, runtime.identifier)
-
-
-def _node_path(identifier: str, opt_root: str, runtime_dir: str) -> str | None:
-    """``NODE_PATH`` of a ``nodejs<major>.x`` runtime, as Lambda sets it (lambda-spec §4.1)."""
-    match = re.fullmatch(r"nodejs(\d+)\.x", identifier)
-    if match is None:
-        return None
-    return (
-        f"{opt_root}/nodejs/node{match[1]}/node_modules:{opt_root}/nodejs/node_modules:"
-        f"{runtime_dir}/node_modules"
-    )
 
 
 def network_policy(tags: Mapping[str, str]) -> NetworkPolicy:

@@ -36,6 +36,9 @@ class SandboxSpec:
     # the runtime's interpreter on the host, if it is a Python one (a hint for pre-warmed
     # starts; backends that pre-warm infer it from read_only_paths when it is None)
     interpreter: str | None = None
+    # a runtime client directory to show at ``Sandbox.runtime_dir`` instead of Ember's
+    # Python client (the Node.js client); None: the Python client
+    runtime_client: Path | None = None
 
 
 class Sandbox(Protocol):
@@ -66,7 +69,8 @@ class Sandbox(Protocol):
 
     @property
     def runtime_dir(self) -> str:
-        """Ember's built-in runtime clients (``runtimes/python``) as the runtime sees them."""
+        """Ember's built-in runtime client (``runtimes/python``, or the spec's
+        ``runtime_client``) as the runtime sees it."""
         ...
 
     @property

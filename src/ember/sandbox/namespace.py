@@ -457,6 +457,8 @@ class NamespaceBackend:
         """The function's part of the launcher config."""
         binds = [[str(spec.code_dir), "/var/task"]]
         binds += [[str(path), str(path)] for path in spec.read_only_paths]
+        if spec.runtime_client is not None:  # mounted over the generic root's Python client
+            binds.append([str(spec.runtime_client), SANDBOX_RUNTIME_DIR])
         if spec.opt_dir is not None:
             binds.append([str(spec.opt_dir), "/opt"])
         config: dict[str, Any] = {"spec_binds": binds, "tmp_size_mb": spec.tmp_mb}

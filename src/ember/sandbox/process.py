@@ -51,7 +51,7 @@ class ProcessSandbox(ChannelSandbox):
 
     @property
     def runtime_dir(self) -> str:
-        return RUNTIME_DIR
+        return str(self._spec.runtime_client or RUNTIME_DIR)
 
     @property
     def runtime_api_bind(self) -> str:

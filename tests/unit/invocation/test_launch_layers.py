@@ -73,7 +73,8 @@ async def test_layers_become_the_sandbox_opt_dir(tmp_path: Path) -> None:
     assert python_runtime is not None
     env = launcher.runtime_environment(node, node_runtime, sandbox, log)
     assert env["NODE_PATH"] == (
-        "/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules"
+        "/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:"
+        "/var/runtime:/var/task"
     )
     python = launcher.runtime_environment(plain, python_runtime, sandbox, log)
     assert "NODE_PATH" not in python

@@ -1,0 +1,178 @@
+"""Cold-start and warm-invoke latency of a Node.js hello next to a Python hello.
+
+Run by hand (never in the test suite):
+
+    .venv/bin/python bench/node_latency.py [--cold 15] [--warm 300] [--sandbox namespace]
+        [--no-zygote] [--node-runtime nodejs20.x]
+
+One ``ember serve`` (``--no-auth``, temporary data dir, free loopback port); every figure
+is client-observed over raw HTTP/1.1 keep-alive, medians and p99s, with floors from the
+same run (the machine is shared and noisy: compare ratios):
+
+- ``node -e 0`` and ``/usr/bin/python3 -I -S -c pass``: a fresh process of each;
+- ``node`` importing the runtime client's modules (no Runtime API): what the runtime's
+  own start costs before any handler;
+- cold start: the first invoke of a new function (sandbox, runtime start, init, invoke);
+- warm invoke: the same function again (environment reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ember.runtimes import nodejs
+
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+READY = re.compile(r"Ember listening on http://([\d.]+):(\d+)")
+ROLE = "arn:aws:iam::000000000000:role/bench"
+PYTHON_HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
+NODE_HELLO = "exports.handler = async () => ({ hello: 'world' });\n"
+FUNCTIONS = {
+    "python3.11": ("app.py", "app.handler", PYTHON_HELLO),
+    "node": ("index.js", "index.handler", NODE_HELLO),
+}
+CLIENT_IMPORT = (
+    "import('{dir}/client.mjs').then(() => import('{dir}/loader.mjs'))"
+    ".then(() => import('{dir}/runtime.mjs'))"
+)
+
+
+def code_zip(filename: str, source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo(filename, date_time=(2024, 1, 1, 0, 0, 0))
+        info.external_attr = 0o100644 << 16  # readable by the sandbox's uid 993
+        archive.writestr(info, source)
+    return buffer.getvalue()
+
+
+def summary(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    return {"median_ms": statistics.median(ms), "p99_ms": p99, "n": len(ms)}
+
+
+def timed(action: Callable[[], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def start_server(
+    data_dir: Path, sandbox: str, zygote: bool
+) -> tuple[subprocess.Popen[str], str, int]:
+    env = {**os.environ, "EMBER_ACCESS_KEY_ID": "AKIABENCH", "EMBER_SECRET_ACCESS_KEY": "bench"}
+    env["EMBER_SANDBOX_ZYGOTE"] = "1" if zygote else "0"
+    command = [sys.executable, "-m", "ember.cli.main", "serve", "--port", "0", "--no-auth",
+               "--data-dir", str(data_dir), "--sandbox", sandbox]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if match := READY.search(line):
+            return process, match.group(1), int(match.group(2))
+    raise RuntimeError("server did not start")
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes = b"") -> bytes:
+    conn.request(method, path, body=body)
+    response = conn.getresponse()
+    data = response.read()
+    if response.status >= 300 or response.getheader("X-Amz-Function-Error"):
+        raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
+    return data
+
+
+def create(conn: http.client.HTTPConnection, name: str, runtime: str) -> None:
+    filename, handler, source = FUNCTIONS["node" if runtime.startswith("nodejs") else runtime]
+    body = {"FunctionName": name, "Runtime": runtime, "Role": ROLE, "Handler": handler,
+            "Code": {"ZipFile": base64.b64encode(code_zip(filename, source)).decode()}}  # fmt: skip
+    request(conn, "POST", "/2015-03-31/functions", json.dumps(body).encode())
+    path = f"/2015-03-31/functions/{name}"
+    while json.loads(request(conn, "GET", path))["Configuration"]["State"] != "Active":
+        time.sleep(0.001)
+
+
+def invoke_path(name: str) -> str:
+    return f"/2015-03-31/functions/{name}/invocations"
+
+
+def measure_runtime(
+    conn: http.client.HTTPConnection, runtime: str, cold_n: int, warm_n: int
+) -> dict[str, dict[str, float]]:
+    cold: list[float] = []
+    for index in range(cold_n):
+        name = f"{runtime.replace('.', '-')}-{index}"
+        create(conn, name, runtime)
+        cold += timed(lambda n=name: request(conn, "POST", invoke_path(n), b"{}"), 1)  # type: ignore[misc]
+    warm_path = invoke_path(f"{runtime.replace('.', '-')}-0")
+    timed(lambda: request(conn, "POST", warm_path, b"{}"), 30)
+    warm = timed(lambda: request(conn, "POST", warm_path, b"{}"), warm_n)
+    return {f"{runtime}: cold start": summary(cold), f"{runtime}: warm invoke": summary(warm)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cold", type=int, default=15)
+    parser.add_argument("--warm", type=int, default=300)
+    parser.add_argument("--sandbox", default="namespace")
+    parser.add_argument("--no-zygote", action="store_true")
+    parser.add_argument("--node-runtime", default="nodejs20.x")
+    parser.add_argument("--node", default="/usr/bin/node")
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    run = subprocess.run
+    results["floor: node -e 0"] = summary(
+        timed(lambda: run([args.node, "-e", "0"], check=True), 20)
+    )
+    imports = CLIENT_IMPORT.format(dir=nodejs.RUNTIME_DIR)
+    results["floor: node + runtime client imports"] = summary(
+        timed(lambda: run([args.node, "-e", imports], check=True), 20)
+    )
+    results["floor: python3 -I -S -c pass"] = summary(
+        timed(lambda: run(["/usr/bin/python3", "-I", "-S", "-c", "pass"], check=True), 20)
+    )
+    with tempfile.TemporaryDirectory() as data_dir:
+        process, host, port = start_server(Path(data_dir), args.sandbox, not args.no_zygote)
+        try:
+            conn = http.client.HTTPConnection(host, port)
+            results["floor: GET /health (keep-alive)"] = summary(
+                timed(lambda: request(conn, "GET", "/health"), args.warm)
+            )
+            for runtime in ("python3.11", args.node_runtime):
+                results.update(measure_runtime(conn, runtime, args.cold, args.warm))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    width = max(len(k) for k in results)
+    print(f"{'case':<{width}}  {'median ms':>10}  {'p99 ms':>10}  {'n':>6}")
+    for case, figures in results.items():
+        print(
+            f"{case:<{width}}  {figures['median_ms']:>10.3f}  {figures['p99_ms']:>10.3f}  "
+            f"{int(figures['n']):>6}"
+        )
+
+
+if __name__ == "__main__":
+    main()
