@@ -280,7 +280,9 @@ def boto3_client(url: str, service: str = "lambda") -> Any:
 
 @contextlib.contextmanager
 def ember_server(
-    env: dict[str, str] | None = None, argv_prefix: list[str] | None = None
+    env: dict[str, str] | None = None,
+    argv_prefix: list[str] | None = None,
+    sandbox: str = "namespace",
 ) -> Iterator[Server]:
     """``ember serve`` on a free loopback port, temporary data dir, namespace backend.
 
@@ -290,7 +292,7 @@ def ember_server(
         environment = {**os.environ, **SERVER_ENV, **(env or {})}
         environment |= {"EMBER_ACCESS_KEY_ID": KEY, "EMBER_SECRET_ACCESS_KEY": SECRET}
         argv = [*(argv_prefix or [sys.executable, "-m"]), "ember.cli.main", "serve"]
-        argv += ["--port", "0", "--data-dir", data_dir, "--sandbox", "namespace"]
+        argv += ["--port", "0", "--data-dir", data_dir, "--sandbox", sandbox]
         process = subprocess.Popen(
             argv, env=environment, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
