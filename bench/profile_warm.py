@@ -5,9 +5,10 @@
 A warm python hello function invoked back to back at c = 1 (the raw keep-alive client of
 ``bench/common.py``), looked at three ways, each in its own phase:
 
-1. CPU per invoke by process: on-CPU time from ``/proc/<pid>/task/*/schedstat`` (ns) of
-   the server, the sandbox's agent (its pid 1), its runtime and the client, before and
-   after the phase, divided by the invokes; next to the wall time per invoke;
+1. CPU per invoke by process: on-CPU time and times scheduled in, from
+   ``/proc/<pid>/task/*/schedstat``, of the server (and of its event-loop thread alone),
+   the sandbox's agent (its pid 1), its runtime and the client, before and after the
+   phase, divided by the invokes; next to the wall time per invoke;
 2. ``perf record`` of those processes (if ``perf`` is installed): samples by process and
    shared object, then the hottest symbols (kernel ones by name; Python 3.11 code shows
    as the interpreter's own functions);
@@ -34,15 +35,19 @@ from pathlib import Path
 from bench.common import Server, ember_server, header, load, load_average, quick_or, summarize
 
 
-def cpu_ns(pid: int) -> int:
-    """On-CPU time of all threads of ``pid`` so far (ns), from schedstat."""
-    total = 0
+def schedstat(pid: int, main_thread_only: bool = False) -> tuple[int, int]:
+    """(on-CPU ns, times scheduled in) so far, over all threads of ``pid`` (or its main
+    thread only), from ``/proc/<pid>/task/<tid>/schedstat``."""
+    cpu = slices = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError):
+        if main_thread_only and task.name != str(pid):
             continue
-    return total
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        cpu, slices = cpu + int(fields[0]), slices + int(fields[2])
+    return cpu, slices
 
 
 def environment_pids(server: Server, name: str) -> dict[str, int]:
@@ -63,24 +68,34 @@ def environment_pids(server: Server, name: str) -> dict[str, int]:
 
 
 def cpu_by_process(server: Server, requests: int) -> dict[str, int]:
-    """Print CPU µs per invoke by process; return the pids looked at."""
+    """Print CPU µs and times scheduled per invoke by process; return the pids looked at."""
     pids = {"ember serve": server.process.pid, **environment_pids(server, "hello")}
     pids["bench client"] = os.getpid()
-    before = {name: cpu_ns(pid) for name, pid in pids.items()}
+    server_pid = server.process.pid
+
+    def sample() -> dict[str, tuple[int, int]]:
+        figures = {name: schedstat(pid) for name, pid in pids.items()}
+        figures["ember serve: event loop thread"] = schedstat(server_pid, main_thread_only=True)
+        return figures
+
+    before = sample()
     result = load(server.host, server.port, server.invoke_request("hello"), per_caller=requests)
-    after = {name: cpu_ns(pid) for name, pid in pids.items()}
+    after = sample()
     wall = summarize(result.latencies)
     per_invoke_us = result.elapsed_s / requests * 1e6
     print("### 1. CPU per invoke by process (schedstat)\n")
     print(f"{requests} invokes, wall per invoke {per_invoke_us:.0f} µs (p50 latency "
           f"{wall.median_ms * 1000:.0f} µs, p99 {wall.p99_ms * 1000:.0f} µs)\n")  # fmt: skip
-    print("| process | CPU µs per invoke | share of wall |\n| --- | ---: | ---: |")
+    print("| process | CPU µs per invoke | share of wall | times scheduled in per invoke |")
+    print("| --- | ---: | ---: | ---: |")
     total = 0.0
-    for name in pids:
-        us = (after[name] - before[name]) / requests / 1000
-        total += us
-        print(f"| {name} | {us:.0f} | {us / per_invoke_us:.0%} |")
-    print(f"| all four | {total:.0f} | {total / per_invoke_us:.0%} |\n")
+    order = ["ember serve", "ember serve: event loop thread", *list(pids)[1:]]
+    for name in order:
+        us = (after[name][0] - before[name][0]) / requests / 1000
+        slices = (after[name][1] - before[name][1]) / requests
+        total += us if name in pids else 0
+        print(f"| {name} | {us:.0f} | {us / per_invoke_us:.0%} | {slices:.1f} |")
+    print(f"| all four processes | {total:.0f} | {total / per_invoke_us:.0%} | |\n")
     return {k: v for k, v in pids.items() if k != "bench client"}
 
 
@@ -107,7 +122,7 @@ def perf_profile(server: Server, pids: dict[str, int], requests: int) -> None:
             for task in Path(f"/proc/{pid}/task").iterdir()
         }
         print("pids: " + ", ".join(f"{pid} = {name}" for pid, name in names.items()) + "\n")
-        for sort, top in (("pid,dso", 16), ("dso,sym", 30)):
+        for sort, top in (("pid,dso", 16), ("pid,sym", 40)):
             report = subprocess.run(
                 [perf, "report", "-i", data, "--stdio", "--sort", sort, "--percent-limit", "0.7"],
                 capture_output=True, text=True, check=False,

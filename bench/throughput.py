@@ -7,9 +7,11 @@ sending signed invokes back to back for ``--seconds``, after a warm-up of the sa
 (which also starts the c environments: one environment runs one invoke at a time).
 Reported: invokes/s, and each invoke's latency (median, p99).
 
-Floor of the same run: the same client, same concurrency, against ``bench/floor_server.py``
-(a trivial keep-alive server): the client's own ceiling on this machine, with the floor
-server taking a CPU share as Ember would. Target (issue 4): >= 3,000 invokes/s at c = 8.
+Also measured: ``GET /health`` on Ember at c = 8, its HTTP edge with no invoke (the
+ceiling of anything routed through it). Floor of the same run: the same client, same
+concurrency, against ``bench/floor_server.py`` (a trivial keep-alive server): the client's
+own ceiling on this machine, with the floor server taking a CPU share as Ember would.
+Target (issue 4): >= 3,000 invokes/s at c = 8.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"{result.rate / floors[c].rate:.2f} | {figures.median_ms:.3f} | "
                 f"{figures.p99_ms:.3f} | {figures.n} |"
             )
-    print(f"\nload average after the run: {load_average()}")
+        edge = load(server.host, server.port, server.raw_request("GET", "/health"), TARGET_C,
+                    seconds=seconds)  # fmt: skip
+    print(f"\nEmber's HTTP edge alone (`GET /health`, c = {TARGET_C}): {edge.rate:,.0f} req/s")
+    print(f"load average after the run: {load_average()}")
     if TARGET_C in rates:
         met = "met" if rates[TARGET_C] >= TARGET_RATE else "NOT met"
         print(f"target (>= {TARGET_RATE:,.0f} invokes/s at c = {TARGET_C}): {met} "
