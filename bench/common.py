@@ -188,12 +188,22 @@ class Server:
         return [d for d in parent.iterdir() if d.name.startswith(self.cgroup_prefix)]
 
     def wait_for_sandboxes(self, count: int, timeout_s: float = 30.0) -> None:
-        """Wait until this server has ``count`` sandbox cgroups (a refilled warm pool)."""
+        """Wait until this server has ``count`` sandbox cgroups, each holding two processes
+        (pid 1 and the runtime, or a pre-started sandbox's runtime template): a refilled
+        warm pool."""
         deadline = time.monotonic() + timeout_s
-        while len(self.sandbox_cgroups()) < count:
+        while not self._sandboxes_up(count):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"fewer than {count} sandboxes after {timeout_s} s")
+                raise RuntimeError(f"fewer than {count} sandboxes up after {timeout_s} s")
             time.sleep(0.005)
+
+    def _sandboxes_up(self, count: int) -> bool:
+        cgroups = self.sandbox_cgroups()
+        try:
+            procs = [len((c / "cgroup.procs").read_text().split()) for c in cgroups]
+        except OSError:  # one went away meanwhile
+            return False
+        return len(cgroups) >= count and all(n >= 2 for n in procs)
 
     def timed_invoke(self, conn: http.client.HTTPConnection, name: str) -> float:
         """One signed invoke on a kept-alive connection; seconds from send to full body."""
