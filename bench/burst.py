@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench.client import load
 from bench.common import (
     SLEEP_1S,
     TABLE_HEAD,
     ember_server,
+    floor_request,
     floor_server,
     header,
-    load,
     load_average,
     quick_or,
     summarize,
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 
     header(f"Burst of {n} (bench/burst.py)")
     with floor_server(delay_ms=1000) as (host, port):
-        request = f"POST /invoke HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 2\r\n\r\n{{}}"
-        floor_result = load(host, port, request.encode(), n, per_caller=1, burst=True)
+        request = floor_request(host, port)
+        floor_result = load(host, port, request, n, per_caller=1, burst=True)
     floor = summarize(floor_result.latencies)
     print(TABLE_HEAD)
     print(floor.row(f"floor: {n} at once -> trivial server answering after 1 s", floor))

@@ -12,19 +12,18 @@ Invariants:
 - requests to Ember are SigV4-signed with ``ember.sigv4.sign_headers`` (boto3 is used only
   where a case says "boto3"); a signed request stays valid for the server's 5 min skew,
   so each measured phase signs its request afresh;
-- the raw client (``load``) is HTTP/1.1 keep-alive over asyncio streams on uvloop: one
-  connection per concurrent caller, one request in flight per connection.
+- the raw client is ``bench/client.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
 import http.client
 import io
 import json
+import math
 import os
 import re
 import subprocess
@@ -37,8 +36,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import uvloop
 
 from ember.sigv4 import AMZ_DATE_FORMAT, sign_headers
 
@@ -83,7 +80,7 @@ TABLE_HEAD = (
 
 def percentile(ordered: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list (``q`` in 0..1)."""
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def summarize(samples_s: list[float]) -> Summary:
@@ -130,6 +127,11 @@ def fork_floor(repeat: int) -> list[float]:
         os.waitpid(pid, 0)
 
     return timed(fork, repeat)
+
+
+def floor_request(host: str, port: int) -> bytes:
+    """What the clients send to the floor server: a small POST, as to an invoke."""
+    return f"POST /invoke HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 2\r\n\r\n{{}}".encode()
 
 
 @contextlib.contextmanager
@@ -233,6 +235,7 @@ class Server:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     def invoke_request(self, name: str, payload: bytes = b"{}") -> bytes:
+        """A signed invoke of ``name``, as raw request bytes."""
         return self.raw_request("POST", INVOKE_PATH.format(name=name), payload)
 
     def call(self, method: str, path: str, body: bytes = b"") -> Any:
@@ -323,93 +326,6 @@ def _wait_ready(process: subprocess.Popen[str], data_dir: Path) -> Server:
             threading.Thread(target=process.stderr.read, daemon=True).start()  # drain it
             return Server(process, match.group(1), int(match.group(2)), data_dir)
     raise RuntimeError(f"ember serve did not start (exit {process.wait()})")
-
-
-# ---------------------------------------------------------------- the raw client
-
-
-@dataclass
-class LoadResult:
-    """What ``load`` saw: every request's latency, and the wall time of the whole run."""
-
-    latencies: list[float]
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.elapsed_s
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> None:
-    """Send one request, read one 200 response (Content-Length framing) in full."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = head[9:12]
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        lowered = name.strip().lower()
-        if lowered == b"content-length":
-            length = int(value)
-        elif lowered == b"x-amz-function-error":
-            status = b"function error"
-    body = await reader.readexactly(length)
-    if status != b"200":
-        raise RuntimeError(f"HTTP {status!r}: {body[:300]!r}")
-
-
-@dataclass(frozen=True)
-class _Plan:
-    host: str
-    port: int
-    request: bytes
-    per_caller: int | None  # requests per connection; None: until ``stop_at``
-    stop_at: float  # perf_counter time after which no new request starts
-    from_start: float | None  # measure each latency from this instant (a burst), not its send
-
-
-async def _caller(plan: _Plan, out: list[float]) -> None:
-    reader, writer = await asyncio.open_connection(plan.host, plan.port)
-    try:
-        done = 0
-        while (plan.per_caller is None or done < plan.per_caller) and (
-            time.perf_counter() < plan.stop_at
-        ):
-            start = time.perf_counter() if plan.from_start is None else plan.from_start
-            await _exchange(reader, writer, plan.request)
-            out.append(time.perf_counter() - start)
-            done += 1
-    finally:
-        writer.close()
-
-
-async def _load(
-    host: str, port: int, request: bytes, concurrency: int, per_caller: int | None,
-    seconds: float, burst: bool,
-) -> LoadResult:  # fmt: skip
-    latencies: list[float] = []
-    started = time.perf_counter()
-    plan = _Plan(host, port, request, per_caller, started + seconds, started if burst else None)
-    await asyncio.gather(*(_caller(plan, latencies) for _ in range(concurrency)))
-    return LoadResult(latencies, time.perf_counter() - started)
-
-
-def load(
-    host: str,
-    port: int,
-    request: bytes,
-    concurrency: int = 1,
-    per_caller: int | None = None,
-    seconds: float = 600.0,
-    burst: bool = False,
-) -> LoadResult:
-    """``concurrency`` keep-alive connections, each sending ``request`` back to back,
-    ``per_caller`` times or until ``seconds`` have passed. A latency is one exchange on an
-    open connection; with ``burst``, the time from the start of the whole run (connect
-    included) to that response. ``elapsed_s`` includes the connects."""
-    return uvloop.run(_load(host, port, request, concurrency, per_caller, seconds, burst))
 
 
 def quick_or(args: Any, full: int, quick: int) -> int:

@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Server, ember_server, header, load, load_average, quick_or, summarize
+from bench.client import load
+from bench.common import Server, ember_server, header, load_average, quick_or, summarize
 
 
 def schedstat(pid: int, main_thread_only: bool = False) -> tuple[int, int]:

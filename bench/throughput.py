@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import ember_server, floor_server, header, load, load_average, summarize
+from bench.client import load
+from bench.common import ember_server, floor_request, floor_server, header, load_average, summarize
 
 TARGET_C, TARGET_RATE = 8, 3000.0
 
@@ -35,10 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     header("Throughput (bench/throughput.py)")
     floors = {}
     with floor_server() as (host, port):
-        request = f"POST /invoke HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 2\r\n\r\n{{}}"
+        request = floor_request(host, port)
         for c in args.concurrency:
-            load(host, port, request.encode(), c, seconds=warmup)
-            floors[c] = load(host, port, request.encode(), c, seconds=seconds)
+            load(host, port, request, c, seconds=warmup)
+            floors[c] = load(host, port, request, c, seconds=seconds)
     print("| c | client ceiling (trivial server) req/s | Ember invokes/s | Ember / ceiling "
           "| Ember p50 ms | Ember p99 ms | n |")  # fmt: skip
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

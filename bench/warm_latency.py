@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 
+from bench.client import load
 from bench.common import (
     TABLE_HEAD,
     boto3_client,
     ember_server,
+    floor_request,
     floor_server,
     header,
-    load,
     load_average,
     quick_or,
     summarize,
@@ -58,9 +59,9 @@ def main(argv: list[str] | None = None) -> None:
 
     header("Warm invoke latency (bench/warm_latency.py)")
     with floor_server() as (host, port):
-        request = f"POST /invoke HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 2\r\n\r\n{{}}"
-        load(host, port, request.encode(), per_caller=200)  # warm-up
-        raw_floor = summarize(load(host, port, request.encode(), per_caller=raw_n).latencies)
+        request = floor_request(host, port)
+        load(host, port, request, per_caller=200)  # warm-up
+        raw_floor = summarize(load(host, port, request, per_caller=raw_n).latencies)
         boto_floor = summarize(boto3_samples(f"http://{host}:{port}", boto_n))
     with ember_server() as server:
         server.create_function("hello")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in ("common", "client"))
 
 
 def test_every_script_is_listed() -> None:
@@ -21,7 +21,8 @@ def test_every_script_is_listed() -> None:
     assert {"profile_warm", "floor_server", "esm_throughput", "cprofile_hook"} <= set(SCRIPTS)
 
 
-def test_common_keeps_boto3_on_loopback() -> None:
+def test_helpers_import_and_keep_boto3_on_loopback() -> None:
+    importlib.import_module("bench.client")
     importlib.import_module("bench.common")
     assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true"
 
