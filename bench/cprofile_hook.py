@@ -15,6 +15,7 @@ import cProfile
 import runpy
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         profiler.disable()
-        profiler.dump_stats(out)
+        profiler.dump_stats(out + ".part")
+        Path(out + ".part").replace(out)  # the reader waits for ``out``: never half-written
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)

@@ -149,7 +149,6 @@ def cprofile_server(requests: int) -> None:
             deadline = time.monotonic() + 30
             while not out.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            time.sleep(0.5)  # the dump completes
         stats = pstats.Stats(str(out))
     print("### 3. cProfile of the `ember serve` process (main thread, measured invokes only)\n")
     print(f"wall per invoke under cProfile: {elapsed / requests * 1e6:.0f} µs\n")
