@@ -22,7 +22,7 @@ from types import FrameType
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3 or args[1] != "-m" or args[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[2].strip())
+        print("usage: " + __doc__.strip().splitlines()[2].strip())
         return
     out, module = args[0], args[2]
     profiler = cProfile.Profile()
