@@ -1,6 +1,7 @@
 """Where a warm invoke's microseconds go (issue 4): to guide the next optimisation.
 
-    python -m bench.profile_warm [--quick] [--requests 3000] [--no-perf] [--no-cprofile]
+    python -m bench.profile_warm [--quick] [--requests 3000] [--no-perf] [--no-strace]
+        [--no-cprofile]
 
 A warm python hello function invoked back to back at c = 1 (the raw keep-alive client of
 ``bench/common.py``), looked at three ways, each in its own phase:
@@ -12,7 +13,9 @@ A warm python hello function invoked back to back at c = 1 (the raw keep-alive c
 2. ``perf record`` of those processes (if ``perf`` is installed): samples by process and
    shared object, then the hottest symbols (kernel ones by name; Python 3.11 code shows
    as the interpreter's own functions);
-3. ``cProfile`` of the server process (a second server started under
+3. ``strace -c -f`` of the server, the agent and the runtime (a third of the invokes):
+   system calls per invoke, by process and by call;
+4. ``cProfile`` of the server process (a second server started under
    ``bench/cprofile_hook.py``, profiling the measured invokes only): the Python
    functions with the most own time, and Ember's functions by cumulative time, per
    invoke. cProfile slows Python code down by about 2x: read the shares, not the
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.client import load
@@ -132,6 +136,49 @@ def perf_profile(server: Server, pids: dict[str, int], requests: int) -> None:
             print("```\n" + "\n".join(lines[:top]) + "\n```\n")
 
 
+def strace_counts(pids: dict[str, int], run: Callable[[], object], requests: int) -> None:
+    """Print system calls per invoke of each process (``strace -c -f``) during ``run``."""
+    strace = shutil.which("strace")
+    if strace is None:
+        print("### 3. strace: not installed, skipped\n")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tracers = {
+            name: subprocess.Popen(
+                [strace, "-c", "-f", "-q", "-o", str(Path(tmp) / str(pid)), "-p", str(pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, pid in pids.items()
+        }
+        time.sleep(0.5)  # strace attaches
+        run()
+        for tracer in tracers.values():
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=60)
+        print(f"### 3. System calls per invoke (`strace -c -f`, {requests} invokes; strace "
+              "slows every call down, so only the counts mean something)\n")  # fmt: skip
+        print("| process | syscalls per invoke | the most frequent (per invoke) |")
+        print("| --- | ---: | --- |")
+        for name, pid in pids.items():
+            counts = _strace_summary(Path(tmp) / str(pid))
+            total = counts.pop("total", 0)
+            top = sorted(counts.items(), key=lambda item: -item[1])[:7]
+            listed = ", ".join(f"{call} {n / requests:.1f}" for call, n in top)
+            print(f"| {name} | {total / requests:.1f} | {listed} |")
+        print()
+
+
+def _strace_summary(path: Path) -> dict[str, int]:
+    """``{syscall: calls}`` and ``total`` from a ``strace -c`` summary table."""
+    counts: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[-1].isidentifier() and fields[3].isdigit():
+            counts[fields[-1]] = int(fields[3])
+    return counts
+
+
 def cprofile_server(requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "server.prof"
@@ -150,7 +197,7 @@ def cprofile_server(requests: int) -> None:
             while not out.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
         stats = pstats.Stats(str(out))
-    print("### 3. cProfile of the `ember serve` process (main thread, measured invokes only)\n")
+    print("### 4. cProfile of the `ember serve` process (main thread, measured invokes only)\n")
     print(f"wall per invoke under cProfile: {elapsed / requests * 1e6:.0f} µs\n")
     entries = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table here
     rows = [
@@ -180,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="few invokes: a smoke run")
     parser.add_argument("--requests", type=int, help="invokes per phase (3000)")
     parser.add_argument("--no-perf", action="store_true", help="skip the perf phase")
+    parser.add_argument("--no-strace", action="store_true", help="skip the strace phase")
     parser.add_argument("--no-cprofile", action="store_true", help="skip the cProfile phase")
     args = parser.parse_args(argv)
     requests = args.requests or quick_or(args, 3000, 300)
@@ -191,6 +239,12 @@ def main(argv: list[str] | None = None) -> None:
         pids = cpu_by_process(server, requests)
         if not args.no_perf:
             perf_profile(server, pids, requests)
+        if not args.no_strace:
+            request = server.invoke_request("hello")
+            traced = max(1, requests // 3)
+            strace_counts(
+                pids, lambda: load(server.host, server.port, request, per_caller=traced), traced
+            )
     if not args.no_cprofile:
         cprofile_server(requests)
     print(f"load average after the run: {load_average()}")
