@@ -4,7 +4,7 @@ Scope: ``load`` opens one connection per concurrent caller and keeps one request
 on each, sending the same pre-built request bytes (signed once per phase by the caller)
 back to back. It reads responses with Content-Length framing only (what Ember and the
 floor server send) and fails on any status but 200 or an ``X-Amz-Function-Error``. It
-keeps up with 30,000+ requests/s on this machine (measured against the floor server),
+keeps up with 20,000-100,000 requests/s on this machine (measured against the floor server),
 far above what it measures.
 """
 
