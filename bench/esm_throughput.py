@@ -2,7 +2,7 @@
 
 Run by hand (never in the test suite):
 
-    .venv/bin/python bench/esm_throughput.py [--messages 5000] [--batch-size 10]
+    python -m bench.esm_throughput [--quick] [--messages 5000] [--batch-size 10]
         [--concurrency 5] [--sandbox namespace]
 
 It starts its own ``ember serve`` (loopback, temporary data dir, dummy credentials),
@@ -19,51 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-
-NOOP = "def handler(event, context):\n    return None\n"
-READY = re.compile(r"Ember listening on (http://[\d.]+:\d+)")
-ROLE = "arn:aws:iam::000000000000:role/bench"
-KEY, SECRET = "AKIABENCHESM00000000", "bench-secret"
-
-
-def start_server(data_dir: Path, sandbox: str) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "EMBER_ACCESS_KEY_ID": KEY, "EMBER_SECRET_ACCESS_KEY": SECRET}
-    argv = [sys.executable, "-m", "ember.cli.main", "serve", "--port", "0"]
-    argv += ["--data-dir", str(data_dir), "--sandbox", sandbox]
-    process = subprocess.Popen(
-        argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if match := READY.search(line):
-            threading.Thread(target=process.stderr.read, daemon=True).start()  # drain
-            return process, match.group(1)
-    raise RuntimeError("server did not start")
-
-
-def client(url: str, service: str) -> Any:
-    import boto3  # noqa: PLC0415 - after AWS_EC2_METADATA_DISABLED is set above
-    from botocore.config import Config  # noqa: PLC0415 - same
-
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}, max_pool_connections=20),
-    )
+from bench.common import NOOP, ROLE, Server, ember_server, function_zip
 
 
 def fill(sqs: Any, url: str, count: int) -> float:
@@ -124,14 +84,14 @@ def mapping_drain(sqs: Any, lam: Any, url: str, arn: str, args: argparse.Namespa
     return float(args.messages / elapsed)
 
 
-def run(url: str, args: argparse.Namespace) -> dict[str, float]:
-    sqs, lam = client(url, "sqs"), client(url, "lambda")
+def run(server: Server, args: argparse.Namespace) -> dict[str, float]:
+    sqs, lam = server.boto3("sqs"), server.boto3("lambda")
     lam.create_function(
         FunctionName="noop",
         Runtime="python3.11",
         Role=ROLE,
         Handler="app.handler",
-        Code={"ZipFile": _zip(NOOP)},
+        Code={"ZipFile": function_zip(NOOP)},
     )
     lam.get_waiter("function_active_v2").wait(FunctionName="noop")
     queue = sqs.create_queue(QueueName="bench", Attributes={"VisibilityTimeout": "300"})
@@ -155,32 +115,17 @@ def progress(results: dict[str, float]) -> None:
     print(f"{name}: {value:,.0f}", file=sys.stderr, flush=True)
 
 
-def _zip(source: str) -> bytes:
-    import io  # noqa: PLC0415 - only here
-    import zipfile  # noqa: PLC0415 - only here
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        entry = zipfile.ZipInfo("app.py", date_time=(2024, 1, 1, 0, 0, 0))
-        entry.external_attr = 0o100644 << 16  # readable by the sandbox's unprivileged user
-        archive.writestr(entry, source)
-    return buffer.getvalue()
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--quick", action="store_true", help="1,000 messages: a smoke run")
+    parser.add_argument("--messages", type=int, help="messages in the queue (5000)")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--sandbox", default="namespace")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data_dir:
-        process, url = start_server(Path(data_dir), args.sandbox)
-        try:
-            results = run(url, args)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    args = parser.parse_args(argv)
+    args.messages = args.messages or (1000 if args.quick else 5000)
+    with ember_server(sandbox=args.sandbox) as server:
+        results = run(server, args)
     print(json.dumps({"args": vars(args), "results": results}, indent=2))
     for name, value in results.items():
         print(f"| {name} | {value:,.0f} |")
