@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from .errors import LambdaRuntimeClientError
 
+READ_CHUNK = 64 * 1024  # bytes per socket read, into one buffer kept per client
+
 
 class RuntimeApiClient:
     """A keep-alive HTTP/1.1 client for the Runtime API: one connection, reused.
@@ -21,6 +23,8 @@ class RuntimeApiClient:
         self._address = (host.strip("[]") or "127.0.0.1", int(port))
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._chunk = bytearray(READ_CHUNK)
+        self._chunk_view = memoryview(self._chunk)
         self._got_bytes = False
 
     def next_invocation(self) -> tuple[bytes, dict[str, str]]:
@@ -99,12 +103,14 @@ class RuntimeApiClient:
             self._sock = None
 
     def _fill(self) -> None:
+        """One read into the reused chunk buffer (a fresh 256 KiB ``recv`` buffer per read
+        cost an mmap and munmap each: 10-20 µs, several times per invoke)."""
         assert self._sock is not None
-        data = self._sock.recv(256 * 1024)
-        if not data:
+        count = self._sock.recv_into(self._chunk)
+        if not count:
             raise ConnectionResetError("Runtime API closed the connection")
         self._got_bytes = True
-        self._buf += data
+        self._buf += self._chunk_view[:count]
 
     def _read_until(self, marker: bytes) -> bytes:
         while (end := self._buf.find(marker)) < 0:
