@@ -15,7 +15,8 @@ Environment variables (all optional):
     EMBER_AGENT_PYTHON                              interpreter that runs the in-sandbox agent
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
     EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept per zygote
-    EMBER_SANDBOX_PREFAULT                          "1": pooled sandboxes pre-fault memory
+    EMBER_SANDBOX_PREFAULT                          what pooled sandboxes pre-fault: off,
+                                                    working-set (default), full
     EMBER_ASYNC_RETRY_DELAYS                        seconds before async retries ("60,120")
     EMBER_ASYNC_BACKOFF_INITIAL_SECONDS             first throttle/platform back-off (1)
     EMBER_ASYNC_BACKOFF_MAX_SECONDS                 longest such back-off (300)
@@ -57,7 +58,9 @@ class Settings:
     # namespace backend: start sandboxes from pre-warmed zygotes (fork) rather than exec
     sandbox_zygote: bool = True
     sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
-    sandbox_prefault: bool = False  # pooled sandboxes break copy-on-write ahead of use
+    # what pooled sandboxes pre-fault (break copy-on-write) ahead of use: "off", "working-set"
+    # (the pages the zygote's first start wrote), "full" (every private page)
+    sandbox_prefault: str = "working-set"
     routing_seed: int | None = None  # seeds weighted alias routing (tests); None = random
     # asynchronous invocation (Lambda's timings by default)
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
@@ -103,7 +106,7 @@ class Settings:
                 "off",
             )
         if "EMBER_SANDBOX_PREFAULT" in env:
-            values["sandbox_prefault"] = env["EMBER_SANDBOX_PREFAULT"].strip() in ("1", "true")
+            values["sandbox_prefault"] = _prefault_mode(env["EMBER_SANDBOX_PREFAULT"])
         if "EMBER_AGENT_PYTHON" in env:
             values["agent_python"] = env["EMBER_AGENT_PYTHON"]
         values.update(_async_values(env))
@@ -140,3 +143,12 @@ def _async_values(env: Mapping[str, str]) -> dict[str, object]:
 def _parse_pairs(text: str) -> dict[str, str]:
     pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _prefault_mode(value: str) -> str:
+    """``EMBER_SANDBOX_PREFAULT``: a mode, or a boolean (true = full, false = off)."""
+    mode = value.strip().lower()
+    mode = {"1": "full", "true": "full", "0": "off", "false": "off"}.get(mode, mode)
+    if mode not in ("off", "working-set", "full"):
+        raise ValueError(f"EMBER_SANDBOX_PREFAULT must be off, working-set or full, not {value!r}")
+    return mode

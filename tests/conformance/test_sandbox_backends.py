@@ -31,7 +31,7 @@ WAIT_S = 30.0
 
 
 def make_backend(
-    name: str, data_dir: Path, pool_size: int = 2, prefault: bool = False
+    name: str, data_dir: Path, pool_size: int = 2, prefault: str = "off"
 ) -> SandboxBackend:
     settings = Settings(
         sandbox_prefault=prefault,
@@ -100,9 +100,9 @@ async def test_a_dead_zygote_falls_back_to_exec_and_is_restarted(tmp_path: Path)
         await backend.close()
 
 
-@pytest.mark.parametrize("prefault", [False, True], ids=["lazy", "prefaulted"])
+@pytest.mark.parametrize("prefault", ["off", "full"], ids=["lazy", "prefaulted"])
 async def test_warm_pool_sandboxes_serve_and_outlive_their_zygote(
-    tmp_path: Path, prefault: bool
+    tmp_path: Path, prefault: str
 ) -> None:
     if not PROBE_AVAILABLE:
         pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
@@ -149,3 +149,35 @@ async def test_a_closed_backend_starts_nothing_more(tmp_path: Path) -> None:
     with pytest.raises(ZygoteUnavailable):
         await zygote.prestart({})
     assert zygote.pid is None
+
+
+async def test_the_first_start_records_a_working_set_that_the_pool_then_prefaults(
+    tmp_path: Path,
+) -> None:
+    if not PROBE_AVAILABLE:
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    backend = make_backend("namespace", tmp_path / "data", pool_size=2, prefault="working-set")
+    assert isinstance(backend, NamespaceBackend)
+    first_invoke_done = asyncio.Event()
+    backend.record_after = first_invoke_done.wait  # by default: a second after the start
+    try:
+        (zygote,) = backend.zygotes()
+        assert backend.warming(zygote.interpreter) == (False, None)  # nothing recorded yet
+        first = await start_probe(backend, tmp_path)
+        assert (await invoke(first, {"n": 1}))["echo"] == {"n": 1}
+        first_invoke_done.set()
+        await backend.quiesce()
+        prefault, ranges = backend.warming(zygote.interpreter)
+        assert prefault
+        assert ranges is not None
+        assert ranges["agent"]
+        assert ranges["runtime"]
+        pool = backend.pool(zygote)
+        await asyncio.wait_for(pool.fill(), WAIT_S)  # renewed: pre-faulting those pages
+        assert pool.ready == 2
+        second = await start_probe(backend, tmp_path)
+        assert (await invoke(second, {"n": 2}))["echo"] == {"n": 2}
+        for sandbox in (first, second):
+            await sandbox.kill()
+    finally:
+        await backend.close()

@@ -49,6 +49,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,7 +57,7 @@ from typing import Any, Protocol
 from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
-from ember.sandbox import cgroups, nsinit
+from ember.sandbox import cgroups, nsinit, working_set
 from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
 from ember.sandbox.network import (
     NetworkSync,
@@ -96,6 +97,12 @@ KILL_WAIT_S = 5.0
 # A refill waits this long after a start: pre-starting (clone, mounts) competes for the
 # CPUs and the kernel's mount lock with the start that just took a sandbox.
 REFILL_DELAY_S = 0.05
+RECORD_AFTER_S = 1.0  # a zygote's first start runs this long before its pages are read
+# what a pooled sandbox pre-faults ahead of its start (EMBER_SANDBOX_PREFAULT)
+PREFAULT_OFF = "off"  # nothing: copy-on-write faults are paid during the start
+PREFAULT_WORKING_SET = "working-set"  # the pages the zygote's first start wrote (default)
+PREFAULT_FULL = "full"  # every private page (fastest start, most memory per environment)
+PREFAULT_MODES = (PREFAULT_OFF, PREFAULT_WORKING_SET, PREFAULT_FULL)
 SANDBOX_RUNTIME_DIR = "/var/runtime"
 SANDBOX_AGENT_ROOT = "/var/rapid"
 
@@ -241,7 +248,7 @@ class NamespaceBackend:
         scratch: Path,
         prewarm: bool = True,
         pool_size: int = 3,
-        prefault: bool = False,
+        prefault: str = PREFAULT_WORKING_SET,
     ) -> None:
         self.rootless = is_rootless()
         refusal = userns_refusal() if self.rootless else None
@@ -269,9 +276,13 @@ class NamespaceBackend:
         self._zygotes: dict[str, Zygote] = {}  # real interpreter path => its zygote
         self._pools: dict[str, WarmPool] = {}  # real interpreter path => its warm pool
         self.pool_size = pool_size
-        # pre-fault pooled sandboxes' memory (MADV_POPULATE_WRITE): measured here, a lower
-        # median but a tail of ~80-400 ms cold starts; off by default (docs/BENCHMARKS.md)
+        # what pooled sandboxes pre-fault ahead (MADV_POPULATE_WRITE): PREFAULT_MODES
         self.prefault = prefault
+        self._working_sets: dict[str, working_set.WorkingSet] = {}  # by zygote interpreter
+        self._recording: set[str] = set()  # interpreters whose working set is being read
+        self._tasks: set[asyncio.Task[None]] = set()
+        # what a recording waits for before it reads the first start's pages (tests: a gate)
+        self.record_after: Callable[[], Awaitable[object]] = lambda: asyncio.sleep(RECORD_AFTER_S)
         self.cgroup_version = version
         if prewarm:
             self._zygote(SANDBOX_PYTHON)
@@ -345,15 +356,67 @@ class NamespaceBackend:
             pool = self._pools[zygote.interpreter] = WarmPool(self, zygote)
         return pool
 
+    def warming(self, interpreter: str) -> tuple[bool, working_set.WorkingSet | None]:
+        """Whether a pooled sandbox of ``interpreter``'s zygote pre-faults, and which pages
+        (None: all): per ``prefault`` and the working set recorded so far."""
+        if self.prefault == PREFAULT_FULL:
+            return True, None
+        recorded = self._working_sets.get(interpreter)
+        if self.prefault == PREFAULT_WORKING_SET and recorded is not None:
+            return True, recorded
+        return False, None
+
     async def start(self, spec: SandboxSpec) -> NamespaceSandbox:
         zygote = self.zygote_for(spec)
         if zygote is not None and not zygote.given_up:
             pool = self.pool(zygote)
             try:
-                return await self._specialise(await pool.take(), spec)
+                prepared = await pool.take()
+                sandbox = await self._specialise(prepared, spec)
             except ZygoteUnavailable as exc:
                 log.warning("cold starts: exec path for this start: %s", exc)
+            else:
+                self._record_working_set_later(pool, zygote.interpreter, prepared)
+                return sandbox
         return await self._start_exec(spec)
+
+    def _record_working_set_later(
+        self, pool: WarmPool, interpreter: str, prepared: Prepared
+    ) -> None:
+        """Once per zygote: read what the first start wrote, after it ran a while."""
+        if self.prefault != PREFAULT_WORKING_SET or not isinstance(prepared.cgroup, cgroups.Cgroup):
+            return  # rootless without cgroups: its processes cannot be listed, no recording
+        if interpreter in self._working_sets or interpreter in self._recording:
+            return
+        self._recording.add(interpreter)
+        task = asyncio.get_running_loop().create_task(
+            self._record_working_set(pool, interpreter, prepared)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def quiesce(self) -> None:
+        """Wait for the background work started so far (working-set recordings; tests)."""
+        await asyncio.gather(*self._tasks)
+
+    async def _record_working_set(
+        self, pool: WarmPool, interpreter: str, prepared: Prepared
+    ) -> None:
+        try:
+            await self.record_after()
+            recorded = await asyncio.to_thread(_read_working_set, prepared)
+        finally:
+            self._recording.discard(interpreter)
+        if not recorded["runtime"]:
+            return  # the sandbox ended first: the next start records
+        self._working_sets[interpreter] = recorded
+        log.info(
+            "cold starts: working set of %s recorded (agent %.1f MiB, runtime %.1f MiB); "
+            "pooled sandboxes pre-fault it from now on", interpreter,
+            working_set.size(recorded["agent"]) / 2**20,
+            working_set.size(recorded["runtime"]) / 2**20,
+        )  # fmt: skip
+        await pool.renew()
 
     async def _specialise(self, prepared: Prepared, spec: SandboxSpec) -> NamespaceSandbox:
         """Make a pre-started sandbox ``spec``'s: one message to it, and it runs."""
@@ -467,6 +530,9 @@ class NamespaceBackend:
         return config
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for pool in self._pools.values():
             await pool.close()
         for zygote in self._zygotes.values():
@@ -521,6 +587,7 @@ class WarmPool:
         self._ready: collections.deque[Prepared] = collections.deque()
         self._refilling: asyncio.Task[None] | None = None
         self._refill_timer: asyncio.TimerHandle | None = None
+        self._generation = 0  # bumped by renew: sandboxes pre-started before are stale
         self._closed = False
         self._root = str(backend.scratch / "root")  # each sandbox mounts its own root here
 
@@ -544,8 +611,8 @@ class WarmPool:
     async def fill(self) -> None:
         """Refill to ``pool_size`` now and return once done (start-up, tests)."""
         self.refill_soon()
-        if self._refilling is not None:
-            await asyncio.shield(self._refilling)
+        while (refilling := self._refilling) is not None:  # a renewal may replace it
+            await asyncio.wait({refilling})
 
     def refill_soon(self) -> None:
         if self._closed:
@@ -553,10 +620,28 @@ class WarmPool:
         if len(self._ready) < self._backend.pool_size and self._refilling is None:
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
 
+    async def renew(self) -> None:
+        """Replace the waiting sandboxes by new ones (the way to pre-fault differently).
+
+        A refill in flight is not cancelled (a zygote request abandoned half-way would
+        leave its reply in the socket): what it pre-started before now is dropped.
+        """
+        if self._closed:
+            return
+        self._generation += 1  # a refill in flight drops what it started before this
+        while self._ready:
+            self._ready.popleft().discard()
+        self.refill_soon()
+
     async def _refill(self) -> None:
         try:
             while len(self._ready) < self._backend.pool_size:
-                self._ready.append(await self._prestart(warm=self._backend.prefault))
+                generation = self._generation
+                prepared = await self._prestart(warm=True)
+                if generation == self._generation:
+                    self._ready.append(prepared)
+                else:
+                    await asyncio.to_thread(prepared.discard)
         except ZygoteUnavailable as exc:
             log.warning(
                 "cold starts: warm pool of %s not refilled: %s", self._zygote.interpreter, exc
@@ -565,12 +650,16 @@ class WarmPool:
             self._refilling = None
 
     async def _prestart(self, warm: bool) -> Prepared:
-        """``warm``: have it pay its copy-on-write faults ahead (worth it only off the
-        critical path: for a start waiting on it, lazy faults cost less)."""
+        """``warm``: have it pay its copy-on-write faults ahead as the backend's
+        ``warming`` says (worth it only off the critical path: for a start waiting on it,
+        lazy faults cost less)."""
         cgroup = self._backend.new_cgroup()
+        prefault, ranges = self._backend.warming(self._zygote.interpreter)
         try:
             cgroup.create_dirs()
-            config = {**self._backend.base_config(self._root, cgroup), "warm": warm}
+            config = {**self._backend.base_config(self._root, cgroup), "warm": warm and prefault}
+            if ranges is not None:
+                config["warm_ranges"] = ranges
             pid, pidfd, control = await self._zygote.prestart(config)
         except BaseException:
             cgroup.remove()
@@ -588,6 +677,17 @@ class WarmPool:
             await asyncio.wait({refilling})
         while self._ready:
             self._ready.popleft().discard()
+
+
+def _read_working_set(prepared: Prepared) -> working_set.WorkingSet:
+    """The pages a started sandbox's processes hold privately (its cgroup lists them)."""
+    assert isinstance(prepared.cgroup, cgroups.Cgroup)
+    pids: list[int] = []
+    with contextlib.suppress(OSError, ValueError):
+        pids = [int(pid) for pid in Path(prepared.cgroup.procs_files()[0]).read_text().split()]
+    if prepared.pid not in pids:
+        return {"agent": [], "runtime": []}  # it ended
+    return working_set.record(prepared.pid, pids)
 
 
 def spec_interpreter(spec: SandboxSpec) -> str | None:

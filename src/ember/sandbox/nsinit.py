@@ -36,7 +36,7 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -305,7 +305,9 @@ def load_seccomp_program(program: bytes) -> None:
     check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
 
 
-def populate_private_memory(interrupted: Callable[[], bool]) -> None:
+def populate_private_memory(
+    interrupted: Callable[[], bool], ranges: Sequence[Sequence[int]] | None = None
+) -> None:
     """Break copy-on-write sharing of the private writable mappings now, ahead of use.
 
     A forked Python writes to most of the pages it touches (reference counts), and each
@@ -313,17 +315,15 @@ def populate_private_memory(interrupted: Callable[[], bool]) -> None:
     here, ahead of its cold start, with ``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14+;
     older kernels: no effect) in 1 MiB steps, as SCHED_IDLE (only on otherwise idle CPUs,
     so that it does not slow down the starts in flight), and stops as soon as
-    ``interrupted()`` says the sandbox is wanted.
+    ``interrupted()`` says the sandbox is wanted. ``ranges`` (``(start, length)`` pairs: a
+    recorded working set, ``sandbox/working_set.py``) limits it to those pages; addresses
+    not mapped here are skipped (``madvise`` fails on them, harmlessly).
     """
-    with open("/proc/self/maps") as handle:
-        lines = handle.read().splitlines()
+    spans = _writable_private_mappings() if ranges is None else ranges
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     try:
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 2 or fields[1] != "rw-p" or fields[-1] in ("[vvar]", "[vsyscall]"):
-                continue
-            start, end = (int(part, 16) for part in fields[0].split("-"))
+        for start, length in spans:
+            end = start + length
             for step in range(start, end, POPULATE_STEP):
                 if interrupted():
                     return
@@ -331,6 +331,20 @@ def populate_private_memory(interrupted: Callable[[], bool]) -> None:
                 libc.madvise(ctypes.c_void_p(step), ctypes.c_size_t(size), MADV_POPULATE_WRITE)
     finally:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _writable_private_mappings() -> list[tuple[int, int]]:
+    """``(start, length)`` of this process's writable private mappings."""
+    with open("/proc/self/maps") as handle:
+        lines = handle.read().splitlines()
+    spans = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 2 or fields[1] != "rw-p" or fields[-1] in ("[vvar]", "[vsyscall]"):
+            continue
+        start, end = (int(part, 16) for part in fields[0].split("-"))
+        spans.append((start, end - start))
+    return spans
 
 
 def unidle(pid: int) -> None:

@@ -109,10 +109,14 @@ def serve(sock: socket.socket, args: list[str]) -> None:  # noqa: PLR0915 - one 
             nsinit.prepare(config)
             control_fd = control.fileno()
 
+            ranges = config.get("warm_ranges") or {}  # a recorded working set, or all
+
             def warm_template(template_control: int) -> None:
                 os.close(control_fd)  # only pid 1 answers the backend
                 if config["warm"]:
-                    nsinit.populate_private_memory(nsinit.readable(template_control))
+                    nsinit.populate_private_memory(
+                        nsinit.readable(template_control), ranges.get("runtime")
+                    )
 
             def harden_template(message: bytes) -> None:
                 hardening = json.loads(message)
@@ -120,7 +124,7 @@ def serve(sock: socket.socket, args: list[str]) -> None:  # noqa: PLR0915 - one 
 
             template = agent_runtime.fork_template(forkable, warm_template, harden_template)
             if config["warm"]:  # after the fork: both copies private
-                nsinit.populate_private_memory(nsinit.readable(control_fd))
+                nsinit.populate_private_memory(nsinit.readable(control_fd), ranges.get("agent"))
             message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
             control.close()
             if not message:
@@ -256,6 +260,10 @@ class Zygote:
             except (TimeoutError, OSError, EOFError) as exc:
                 self.restart(f"{type(exc).__name__}: {exc}")
                 raise ZygoteUnavailable(str(exc) or type(exc).__name__) from exc
+            except asyncio.CancelledError:
+                # the reply of an abandoned request would answer the next one: start over
+                self._stop()
+                raise
         answer = json.loads(reply)
         if "pid" not in answer or len(fds) != 2:
             for fd in fds:
