@@ -1,8 +1,10 @@
 """Starting an environment for a function: its sandbox spec, its runtime, its variables.
 
 The runtime's environment follows Lambda's (lambda-spec.md §4.1): unreserved defaults,
-then the function's own variables on top of those, then the reserved variables, which
-the function cannot override. Nothing of the server's own environment is passed on.
+then the function's own variables on top of those (``NODE_OPTIONS``, ``JAVA_TOOL_OPTIONS``
+and the like pass through untouched), then the reserved variables, which the function
+cannot override. Nothing of the server's own environment is passed on. A managed runtime
+is started through ``AWS_LAMBDA_EXEC_WRAPPER`` when the function sets it.
 """
 
 from __future__ import annotations
@@ -83,12 +85,17 @@ class Launcher:
         stream = log_stream_name(record.version, self._clock.wall())
         log = EnvironmentLog(self._writer, log_group(record), stream)
         environment = ExecutionEnvironment(sandbox, self._clock, log)
+        env = self.runtime_environment(record, runtime, sandbox, log)
+        argv = runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir)
         start = StartMeta(
-            argv=runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir),
+            argv=with_exec_wrapper(argv, env, runtime),
             cwd=sandbox.task_root,
-            env=self.runtime_environment(record, runtime, sandbox, log),
+            env=env,
             runtime_api=sandbox.runtime_api_bind,
+            account_id=self._account,
         )
+        if spec.opt_dir is not None:  # layers: external extensions come in /opt/extensions
+            start["extensions_dir"] = f"{sandbox.opt_root}/extensions"
         return environment, start
 
     def runtime_environment(
@@ -130,6 +137,15 @@ class Launcher:
 
     def runtime_version_arn(self, runtime: Runtime) -> str:
         return runtime_version_arn(self._region, runtime.identifier)
+
+
+def with_exec_wrapper(argv: list[str], env: dict[str, str], runtime: Runtime) -> list[str]:
+    """``AWS_LAMBDA_EXEC_WRAPPER``: a managed runtime is started as ``<wrapper> <argv…>``
+    (lambda-spec §4.1); custom runtimes (``provided.*``) ignore it, as on Lambda."""
+    wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+    if not wrapper or runtime.execution_env is None:
+        return argv
+    return [wrapper, *argv]
 
 
 def _execution_credentials() -> tuple[str, str]:
