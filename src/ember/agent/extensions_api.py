@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +51,23 @@ ERROR_TYPE_HEADER = "lambda-extension-function-error-type"
 
 def extension_error(error_type: str, message: str, status: int = 403) -> Response:
     return json_response(status, {"errorMessage": message, "errorType": error_type})
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID, without importing ``uuid`` into the agent's start."""
+    data = bytearray(os.urandom(16))
+    data[6] = (data[6] & 0x0F) | 0x40
+    data[8] = (data[8] & 0x3F) | 0x80
+    text = data.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def is_uuid(text: str) -> bool:
+    """Whether ``text`` is a UUID in its canonical 8-4-4-4-12 hex form."""
+    parts = text.split("-")
+    lengths = [len(part) for part in parts]
+    hex_digits = "0123456789abcdefABCDEF"
+    return lengths == [8, 4, 4, 4, 12] and all(c in hex_digits for c in "".join(parts))
 
 
 def unknown_extension(ident: str) -> Response:
@@ -196,7 +213,7 @@ class ExtensionsApi:
             )
         if ext is None:
             ext = self._by_name[name] = Extension(name, external=False)
-        ext.state, ext.ident, ext.events = REGISTERED, str(uuid.uuid4()), events
+        ext.state, ext.ident, ext.events = REGISTERED, new_uuid(), events
         self._by_id[ext.ident] = ext
         body: dict[str, Any] = {
             "functionName": self._function.name,
@@ -216,9 +233,7 @@ class ExtensionsApi:
         if not ident:
             message = "Missing Lambda-Extension-Identifier header"
             return extension_error("Extension.MissingExtensionIdentifier", message)
-        try:
-            uuid.UUID(ident)
-        except ValueError:
+        if not is_uuid(ident):
             message = "Invalid Lambda-Extension-Identifier"
             return extension_error("Extension.InvalidExtensionIdentifier", message)
         ext = self._by_id.get(ident)
@@ -251,7 +266,7 @@ class ExtensionsApi:
         assert ext.pending is not None
         headers = [
             ("Content-Type", "application/json"),
-            ("Lambda-Extension-Event-Identifier", str(uuid.uuid4())),
+            ("Lambda-Extension-Event-Identifier", new_uuid()),
         ]
         ext.waiter.set_result(Response(200, ext.pending, headers))
         ext.pending, ext.waiter = None, None

@@ -22,7 +22,6 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 BACKLOG_ITEMS = 1000
@@ -37,8 +36,9 @@ LOGS_API_TYPES = {"platform.start", "platform.report", "platform.extension", "pl
 
 def timestamp(wall: float | None = None) -> str:
     """ISO-8601 UTC with milliseconds: ``2022-10-12T00:00:15.064Z``."""
-    moment = datetime.fromtimestamp(time.time() if wall is None else wall, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    moment = time.time() if wall is None else wall
+    millis = int(moment * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{millis:03d}Z"
 
 
 def category(event_type: str) -> str:
