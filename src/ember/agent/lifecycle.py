@@ -33,7 +33,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,6 +64,7 @@ class InvokeTrack:
     status: str = "success"
     error_type: str | None = None
     runtime_back: float | None = None
+    memory_peak_kb: int = 0  # as the runtime's RESPONSE/ERROR reported it
 
 
 class Lifecycle:
@@ -90,7 +90,6 @@ class Lifecycle:
         self.bus = TelemetryBus(loop)
         self.telemetry = TelemetryApi(self.extensions, self.bus)
         self.runtime_api: RuntimeApi | None = None
-        self.memory_peak_kb: Callable[[], int] = lambda: 0
         self.crashed: asyncio.Future[None] = loop.create_future()
         self.shutting_down = False
         self._processes: list[ExtensionProcess] = []
@@ -281,8 +280,10 @@ class Lifecycle:
         }
         if trace_id:
             start["tracing"] = event["tracing"] = {"type": "X-Amzn-Trace-Id", "value": trace_id}
-        self.bus.emit("platform.start", start)
-        self.extensions.dispatch(INVOKE, event)
+        if self.bus.active:
+            self.bus.emit("platform.start", start)
+        if self.extensions.subscribed(INVOKE):
+            self.extensions.dispatch(INVOKE, event)
 
     def _version(self) -> str:
         return self._env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -291,8 +292,11 @@ class Lifecycle:
         track = self._track
         if track is None:
             return
+        track.memory_peak_kb = int(meta.get("memory_peak_kb") or 0)
         if kind is Kind.ERROR:
             track.status, track.error_type = "error", str(meta.get("error_type"))
+        if not self.bus.active:
+            return
         record: dict[str, Any] = {"requestId": track.request_id, "status": track.status}
         if track.error_type:
             record["errorType"] = track.error_type
@@ -314,13 +318,18 @@ class Lifecycle:
         extensions_ms = round((now - track.runtime_back) * 1000, 3)
         if not self.extensions.subscribed(INVOKE):
             extensions_ms = 0.0
+        if self.bus.active:
+            self._emit_report(track)
+        self._host.report(Kind.NEXT, {"extensions_ms": extensions_ms})
+
+    def _emit_report(self, track: InvokeTrack) -> None:
         duration = self._elapsed_ms(track.started)
         memory_mb = int(self._env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128") or 128)
         metrics: dict[str, Any] = {
             "durationMs": duration,
             "billedDurationMs": max(1, math.ceil(duration)),
             "memorySizeMB": memory_mb,
-            "maxMemoryUsedMB": max(1, round(self.memory_peak_kb() / 1024)),
+            "maxMemoryUsedMB": max(1, round(track.memory_peak_kb / 1024)),
         }
         if self._init_ms is not None:
             metrics["initDurationMs"], self._init_ms = self._init_ms, None
@@ -330,7 +339,6 @@ class Lifecycle:
         record["metrics"] = metrics
         self._add_tracing(record, track)
         self.bus.emit("platform.report", record)
-        self._host.report(Kind.NEXT, {"extensions_ms": extensions_ms})
 
     # Shutdown.
 

@@ -230,7 +230,6 @@ class Agent:
         output.add("stdout", process.stdout_fd)
         output.add("stderr", process.stderr_fd)
         host.output = output
-        lifecycle.memory_peak_kb = process.memory_peak_kb
         lifecycle.runtime_api = RuntimeApi(
             report=lifecycle.report,
             memory_peak_kb=process.memory_peak_kb,

@@ -125,6 +125,11 @@ class TelemetryBus:
         self.subscriptions_open = True
 
     @property
+    def active(self) -> bool:
+        """Whether an event emitted now reaches anyone (a subscriber, or the init backlog)."""
+        return bool(self._subscribers) or self._backlog is not None
+
+    @property
     def subscribers(self) -> list[Subscriber]:
         return list(self._subscribers.values())
 
@@ -152,7 +157,7 @@ class TelemetryBus:
 
     def log_lines(self, event_type: str, data: bytes) -> None:
         """``function`` or ``extension`` output: one event per line, without its newline."""
-        if not self._subscribers and self._backlog is None:
+        if not self.active:
             return
         for line in data.decode("utf-8", errors="replace").splitlines():
             self.emit(event_type, line)
