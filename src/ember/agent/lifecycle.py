@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from ember.agent.extension_procs import ExtensionProcess, LaunchError, describe_exit
 from ember.agent.extensions_api import INVOKE, PREFIX, SHUTDOWN, ExtensionsApi, FunctionInfo
 from ember.agent.http_server import Request, Response
-from ember.agent.protocol import Kind
+from ember.agent.protocol import Kind, ProtocolError
 from ember.agent.rendering import NOT_FOUND
 from ember.agent.runtime import ExitStatus, OutputCapture, RuntimeProcess
 from ember.agent.runtime_api import RuntimeApi
@@ -100,6 +100,7 @@ class Lifecycle:
         self._init_over = False
         self._init_ms: float | None = None
         self._track: InvokeTrack | None = None
+        self._json_logs = env.get("AWS_LAMBDA_LOG_FORMAT") == "JSON"
 
     # Routing.
 
@@ -158,7 +159,7 @@ class Lifecycle:
 
     def runtime_output(self, stream: str, data: bytes) -> None:
         self._host.log(stream, data)
-        self.bus.log_lines("function", data)
+        self.bus.log_lines("function", data, json_lines=self._json_logs)
 
     def _exited(self, process: ExtensionProcess, done: asyncio.Future[ExitStatus]) -> None:
         if self.shutting_down or done.cancelled():
@@ -267,7 +268,8 @@ class Lifecycle:
     def invoke(self, meta: dict[str, Any], payload: bytes) -> None:
         """An INVOKE frame: to the runtime (``ProtocolError`` if one is outstanding), then to
         the extensions subscribed to INVOKE."""
-        assert self.runtime_api is not None
+        if self.runtime_api is None:
+            raise ProtocolError("INVOKE before the runtime was started")
         self.runtime_api.invoke(meta, payload)
         trace_id = str(meta.get("trace_id") or "")
         self._track = InvokeTrack(str(meta["id"]), self._loop.time(), trace_id)

@@ -155,12 +155,18 @@ class TelemetryBus:
         for subscriber in self._subscribers.values():
             self._offer(subscriber, event)
 
-    def log_lines(self, event_type: str, data: bytes) -> None:
-        """``function`` or ``extension`` output: one event per line, without its newline."""
+    def log_lines(self, event_type: str, data: bytes, *, json_lines: bool = False) -> None:
+        """``function`` or ``extension`` output: one event per line, without its newline;
+        with ``json_lines`` (the function's JSON log format) a JSON object line is sent as
+        the object, as Lambda does."""
         if not self.active:
             return
         for line in data.decode("utf-8", errors="replace").splitlines():
-            self.emit(event_type, line)
+            record: Any = line
+            if json_lines and line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+            self.emit(event_type, record)
 
     async def flush(self, timeout_s: float) -> None:
         """Send every pending batch now and wait (at most ``timeout_s``) for deliveries."""
