@@ -22,6 +22,7 @@ from tests.unit.agent.agent_harness import (
     write_task,
 )
 from tests.unit.agent.extension_scripts import write_extension, write_script
+from tests.unit.agent.test_agent_lifecycle import wait_gone
 
 APP = """
     import os
@@ -353,6 +354,37 @@ conn.getresponse().read()
     pid = int(session.output("extension").split(b"pid ")[1].split()[0])
     pidfd = os.pidfd_open(pid)
     await session.close()
-    from tests.unit.agent.test_agent_lifecycle import wait_gone  # noqa: PLC0415
-
     await wait_gone(pidfd)  # SIGTERM alone would not have ended it
+
+
+async def test_an_extension_still_running_at_the_shutdown_deadline_is_killed(
+    task_root: Path, start_agent: StartAgent, opt: Path
+) -> None:
+    write_script(
+        opt / "extensions",
+        "lingering",
+        """
+import http.client, json, os, signal, threading
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+conn = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+conn.request("POST", "/2020-01-01/extension/register", json.dumps({"events": ["SHUTDOWN"]}),
+             {"Lambda-Extension-Name": "lingering"})
+response = conn.getresponse()
+ident = response.getheader("Lambda-Extension-Identifier")
+response.read()
+print("pid", os.getpid(), flush=True)
+conn.request("GET", "/2020-01-01/extension/event/next",
+             headers={"Lambda-Extension-Identifier": ident})
+print("got", conn.getresponse().read().decode(), flush=True)
+threading.Event().wait()  # never exits by itself
+""",
+    )
+    session = await start_with_extensions(start_agent, task_root, opt)
+    await session.expect(Kind.INIT_DONE)
+    await session.until_output(b"pid ", "extension")
+    pid = int(session.output("extension").split(b"pid ")[1].split()[0])
+    pidfd = os.pidfd_open(pid)
+    session.send(Kind.SHUTDOWN, {"reason": "spindown", "budget_ms": 300})
+    await session.until_closed()
+    assert b'"eventType":"SHUTDOWN"' in session.output("extension")
+    await wait_gone(pidfd)
