@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from ember.agent.protocol import Kind, encode, read_frame
 from ember.sandbox.base import SandboxSpec
 from ember.sandbox.conformance import PROBE, PROBE_PYTHON
 from tests.conformance.test_sandbox_backends import PROBE_AVAILABLE, make_backend
+from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer
 from tests.integration.functions import ROLE, make_zip
 from tests.integration.test_invoke import body, invoke, tail
 
@@ -83,7 +87,26 @@ def handler(event, context):
 """
 
 
-def test_an_internal_extension_gets_invoke_events_and_telemetry(lambda_client: Any) -> None:
+def ember_logs(server: EmberServer, function: str) -> str:
+    """The function's log as ``ember logs`` prints it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ember.cli.main", "logs", function, "--endpoint", server.url],
+        env={
+            **os.environ,
+            "EMBER_ACCESS_KEY_ID": ACCESS_KEY,
+            "EMBER_SECRET_ACCESS_KEY": SECRET_KEY,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
+def test_an_internal_extension_gets_invoke_events_and_telemetry(
+    lambda_client: Any, server: EmberServer
+) -> None:
     lambda_client.create_function(
         FunctionName="internal-ext",
         Runtime="python3.11",
@@ -123,6 +146,11 @@ def test_an_internal_extension_gets_invoke_events_and_telemetry(lambda_client: A
     assert {"record": "init done", "type": "function"} in [
         {"record": e["record"], "type": e["type"]} for e in second["telemetry"]
     ]
+    log = ember_logs(server, "internal-ext")
+    extension_line = "EXTENSION\tName: inside\tState: Ready\tEvents: [INVOKE]\n"
+    telemetry_line = "TELEMETRY\tName: inside\tState: Subscribed\tTypes: [Platform, Function]\n"
+    assert log.index("INIT_START") < log.index(extension_line) < log.index("START RequestId")
+    assert telemetry_line in log
 
 
 WRAPPER = """#!/bin/sh
