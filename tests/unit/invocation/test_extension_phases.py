@@ -125,3 +125,12 @@ def test_a_managed_runtime_starts_through_the_exec_wrapper() -> None:
     assert with_exec_wrapper(argv, {}, python) == argv
     custom = Runtime("provided.al2023", "/usr/bin/env")
     assert with_exec_wrapper(["/var/task/bootstrap"], env, custom) == ["/var/task/bootstrap"]
+
+
+async def test_start_names_the_account_and_no_extensions_without_layers(plane: Plane) -> None:
+    env, start = await plane.invoker._launcher.launch(plane.record)
+    try:
+        assert start["account_id"] == "000000000000"
+        assert "extensions_dir" not in start  # no layers: nothing is at /opt/extensions
+    finally:
+        await env.stop()
