@@ -18,7 +18,7 @@ from ember.agent.protocol import Kind, encode, read_frame
 from ember.sandbox.base import SandboxSpec
 from ember.sandbox.conformance import PROBE, PROBE_PYTHON
 from tests.conformance.test_sandbox_backends import PROBE_AVAILABLE, make_backend
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer
+from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, EmberServer, start_server
 from tests.integration.functions import ROLE, make_zip
 from tests.integration.test_invoke import body, invoke, tail
 
@@ -151,6 +151,62 @@ def test_an_internal_extension_gets_invoke_events_and_telemetry(
     telemetry_line = "TELEMETRY\tName: inside\tState: Subscribed\tTypes: [Platform, Function]\n"
     assert log.index("INIT_START") < log.index(extension_line) < log.index("START RequestId")
     assert telemetry_line in log
+
+
+SIGTERM_APP = """
+import http.client, json, os, signal, sys, threading
+
+conn = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+conn.request("POST", "/2020-01-01/extension/register", json.dumps({"events": ["INVOKE"]}),
+             {"Lambda-Extension-Name": "inside"})
+response = conn.getresponse()
+IDENT = {"Lambda-Extension-Identifier": response.getheader("Lambda-Extension-Identifier")}
+response.read()
+
+
+def extension_loop():
+    client = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    while True:
+        client.request("GET", "/2020-01-01/extension/event/next", headers=IDENT)
+        client.getresponse().read()
+
+
+def on_sigterm(*args):
+    print("runtime got SIGTERM", flush=True)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, on_sigterm)
+threading.Thread(target=extension_loop, daemon=True).start()
+
+
+def handler(event, context):
+    return "ok"
+"""
+
+
+def test_stopping_the_server_runs_the_shutdown_phase(tmp_path: Path) -> None:
+    """With an extension, the runtime gets SIGTERM (and time to use it) when Ember stops."""
+    data_dir = tmp_path / "data"
+    running = start_server(data_dir)
+    try:
+        client = running.client()
+        client.create_function(
+            FunctionName="graceful",
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip({"app.py": textwrap.dedent(SIGTERM_APP)})},
+        )
+        client.get_waiter("function_active_v2").wait(FunctionName="graceful")
+        assert body(invoke(client, "graceful", {})) == "ok"
+    finally:
+        assert running.stop() == 0
+    restarted = start_server(data_dir)
+    try:
+        assert "runtime got SIGTERM\n" in ember_logs(restarted, "graceful")
+    finally:
+        restarted.stop()
 
 
 WRAPPER = """#!/bin/sh
