@@ -180,7 +180,9 @@ class Lifecycle:
             failure is not None or self.extensions.all_external_registered()
         ):
             self._registered.set_result(None)
-        if not self._init_over and self._runtime_ready:
+        if failure is not None and self.runtime_api is not None:  # runtime already started
+            self.fail_init(*failure)
+        elif not self._init_over and self._runtime_ready:
             self._check_init()
         elif self._track is not None:
             self._check_invoke_done()
