@@ -63,6 +63,7 @@ class Destination:
     port: int
     path: str
     host_header: str
+    protocol: str = "HTTP"  # or "TCP": newline-delimited JSON on one kept connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class Subscriber:
     dropped_bytes: int = 0
     timer: asyncio.TimerHandle | None = None
     sending: asyncio.Task[None] | None = None
+    stream: asyncio.StreamWriter | None = None  # the TCP destination's connection
 
     def wants(self, event: Event) -> bool:
         return category(event.type) in self.types
@@ -183,6 +185,8 @@ class TelemetryBus:
                 subscriber.timer.cancel()
             if subscriber.sending is not None:
                 subscriber.sending.cancel()
+            if subscriber.stream is not None:
+                subscriber.stream.close()
 
     def _offer(self, subscriber: Subscriber, event: Event) -> None:
         if not subscriber.wants(event):
@@ -219,14 +223,17 @@ class TelemetryBus:
             batch = [Event(timestamp(), "platform.logsDropped", dropped).encode(), *batch]
         subscriber.dropped_records = subscriber.dropped_bytes = 0
         subscriber.queue, subscriber.size = [], 0
-        body = b"[" + b",".join(batch) + b"]"
+        if subscriber.destination.protocol == "TCP":
+            body = b"".join(event + b"\n" for event in batch)
+        else:
+            body = b"[" + b",".join(batch) + b"]"
         subscriber.sending = self._loop.create_task(self._deliver(subscriber, body, len(batch)))
 
     async def _deliver(self, subscriber: Subscriber, body: bytes, count: int) -> None:
         for delay in (0.0, *RETRY_DELAYS_S):
             if delay:
                 await asyncio.sleep(delay)
-            if await post(subscriber.destination, body):
+            if await self._deliver_once(subscriber, body):
                 break
         else:
             subscriber.dropped_records += count
@@ -234,6 +241,25 @@ class TelemetryBus:
         subscriber.sending = None
         if subscriber.queue:
             self._send(subscriber)
+
+    async def _deliver_once(self, subscriber: Subscriber, body: bytes) -> bool:
+        if subscriber.destination.protocol != "TCP":
+            return await post(subscriber.destination, body)
+        destination = subscriber.destination
+        try:
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                if subscriber.stream is None or subscriber.stream.is_closing():
+                    _, subscriber.stream = await asyncio.open_connection(
+                        destination.host, destination.port
+                    )
+                subscriber.stream.write(body)
+                await subscriber.stream.drain()
+        except (OSError, TimeoutError):
+            if subscriber.stream is not None:
+                subscriber.stream.close()
+                subscriber.stream = None
+            return False
+        return True
 
 
 async def post(destination: Destination, body: bytes) -> bool:

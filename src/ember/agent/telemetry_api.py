@@ -138,8 +138,11 @@ def _buffering(api: str, value: Any) -> Buffering:
 def _destination(value: Any) -> Destination:
     if not isinstance(value, dict):
         raise InvalidSubscription("(root): destination is required")
-    if value.get("protocol") != "HTTP":
-        raise InvalidSubscription('destination.protocol: must be one of the following: "HTTP"')
+    protocol = value.get("protocol")
+    if protocol not in ("HTTP", "TCP"):
+        raise InvalidSubscription(
+            'destination.protocol: must be one of the following: "HTTP", "TCP"'
+        )
     uri = value.get("URI")
     if not isinstance(uri, str):
         raise InvalidSubscription("destination: URI is required")
@@ -150,10 +153,12 @@ def _destination(value: Any) -> Destination:
         port = parts.port
     except ValueError as exc:
         raise InvalidSubscription(f"destination.URI: {exc}") from exc
-    if parts.scheme != "http" or parts.hostname not in SANDBOX_HOSTS or port is None:
-        message = "destination.URI: must be http://sandbox.localdomain:<port>[/<path>]"
+    schemes = ("http",) if protocol == "HTTP" else ("tcp", "http")
+    if parts.scheme not in schemes or parts.hostname not in SANDBOX_HOSTS or port is None:
+        scheme = "http" if protocol == "HTTP" else "tcp"
+        message = f"destination.URI: must be {scheme}://sandbox.localdomain:<port>[/<path>]"
         raise InvalidSubscription(message)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
-    return Destination("127.0.0.1", port, path, parts.netloc)
+    return Destination("127.0.0.1", port, path, parts.netloc, protocol)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,7 @@ def test_invalid_subscriptions_are_refused_with_the_rule_broken(
 
 async def test_subscribe_errors_have_lambdas_types_and_statuses() -> None:
     extensions = ExtensionsApi(FunctionInfo("fn", "$LATEST", "app.handler"), lambda: None)
-    bus = TelemetryBus(__import__("asyncio").get_running_loop())
+    bus = TelemetryBus(asyncio.get_running_loop())
     api = TelemetryApi(extensions, bus)
     register = Request("POST", "/2020-01-01/extension/register", {"lambda-extension-name": "x"})
     register.body = b'{"events":[]}'
@@ -261,3 +262,46 @@ async def test_subscribe_errors_have_lambdas_types_and_statuses() -> None:
         },
     )
     bus.close()
+
+
+async def test_a_tcp_destination_gets_newline_delimited_json_on_one_connection() -> None:
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+    connections: list[object] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while line := await reader.readline():
+            await received.put(line)
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    body = {
+        "schemaVersion": "2022-12-13",
+        "types": ["platform", "function"],
+        "buffering": {"timeoutMs": 25},
+        "destination": {"protocol": "TCP", "URI": f"tcp://sandbox.localdomain:{port}"},
+    }
+    bus = TelemetryBus(asyncio.get_running_loop())
+    try:
+        bus.emit("platform.initStart", {"initializationType": "on-demand", "phase": "init"})
+        bus.subscribe(parse_subscription("telemetry", "ext", json.dumps(body).encode()))
+        bus.close_subscriptions()
+        bus.log_lines("function", b"one\ntwo\n")
+        await bus.flush(5.0)
+        bus.log_lines("function", b"three\n")
+        await bus.flush(5.0)
+        events = [json.loads(await received.get()) for _ in range(5)]
+    finally:
+        bus.close()
+        server.close()
+        await server.wait_closed()
+    assert [e["type"] for e in events] == [
+        "platform.initStart",
+        "platform.telemetrySubscription",
+        "function",
+        "function",
+        "function",
+    ]
+    assert [e["record"] for e in events[2:]] == ["one", "two", "three"]
+    assert len(connections) == 1
