@@ -268,11 +268,17 @@ async def test_a_tcp_destination_gets_newline_delimited_json_on_one_connection()
     received: asyncio.Queue[bytes] = asyncio.Queue()
     connections: list[object] = []
 
+    finished = asyncio.Event()
+
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(writer)
-        while line := await reader.readline():
-            await received.put(line)
-        writer.close()
+        try:
+            while line := await reader.readline():
+                await received.put(line)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            finished.set()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -293,7 +299,8 @@ async def test_a_tcp_destination_gets_newline_delimited_json_on_one_connection()
         await bus.flush(5.0)
         events = [json.loads(await received.get()) for _ in range(5)]
     finally:
-        bus.close()
+        bus.close()  # closes the connection: the server side sees its end
+        await asyncio.wait_for(finished.wait(), 30)
         server.close()
         await server.wait_closed()
     assert [e["type"] for e in events] == [
