@@ -16,7 +16,9 @@ import socket
 import sys
 from typing import Any
 
+from ember.agent.extension_procs import LaunchError, discover, extension_env
 from ember.agent.http_server import start_server
+from ember.agent.lifecycle import Lifecycle
 from ember.agent.protocol import Kind, ProtocolError, StartMeta, encode, read_frame
 from ember.agent.rendering import MAX_PAYLOAD_BYTES
 from ember.agent.runtime import ChildReaper, OutputCapture, RuntimeProcess, SpawnError
@@ -92,7 +94,14 @@ def parse_start(meta: dict[str, Any]) -> StartMeta:
         raise ProtocolError("START 'env' must map strings to strings")
     if not isinstance(cwd, str) or not isinstance(api, str):
         raise ProtocolError("START 'cwd' and 'runtime_api' must be strings")
-    return StartMeta(argv=argv, cwd=cwd, env=env, runtime_api=api)
+    start = StartMeta(argv=argv, cwd=cwd, env=env, runtime_api=api)
+    for key in ("extensions_dir", "account_id"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ProtocolError(f"START '{key}' must be a string")
+        if value:
+            start[key] = value
+    return start
 
 
 def listen(address: str) -> tuple[socket.socket, str]:
@@ -162,67 +171,141 @@ class Agent:
             return 1
         host.send(Kind.LISTENING, {"runtime_api": address})
         env = {**start["env"], "AWS_LAMBDA_RUNTIME_API": address}
+        lifecycle = Lifecycle(host, env, start.get("account_id", ""), loop)
+        lifecycle.begin_init()
+        server = await start_server(sock, lifecycle.handle, max_body=MAX_PAYLOAD_BYTES)
+        runtime: list[RuntimeProcess] = []
+        channel = asyncio.ensure_future(relay_frames(reader, lifecycle, runtime))
+        try:
+            process = await self._init(loop, reaper, host, lifecycle, start, env, (channel, stop))
+            if process is None:
+                return await self._linger(host, lifecycle, channel, stop)
+            runtime.append(process)
+            return await self._supervise(host, lifecycle, process, channel, stop)
+        finally:
+            channel.cancel()
+            server.close()
+            lifecycle.close()
+            for process in runtime:
+                process.close()
+
+    async def _init(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reaper: ChildReaper,
+        host: HostLink,
+        lifecycle: Lifecycle,
+        start: StartMeta,
+        env: dict[str, str],
+        ends: tuple[asyncio.Future[None], asyncio.Future[None]],
+    ) -> RuntimeProcess | None:
+        """External extensions (until all registered), then the runtime; None if init
+        failed before the runtime ran (INIT_ERROR sent) or the host ended it."""
+        directory = start.get("extensions_dir")
+        paths = discover(directory) if directory else []
+        try:
+            lifecycle.launch_extensions(paths, extension_env(env))
+        except LaunchError as exc:
+            lifecycle.fail_init("Extension.LaunchError", exc.message)
+            return None
+        for extension in lifecycle.processes:
+            reaper.watch(extension)
+        if paths:
+            registered = asyncio.ensure_future(lifecycle.wait_registered())
+            waits: set[asyncio.Future[Any]] = {registered, *ends}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not registered.done():
+                registered.cancel()
+                return None
+            if (failure := registered.result()) is not None:
+                lifecycle.fail_init(*failure)
+                return None
         try:
             process = RuntimeProcess.spawn(start["argv"], start["cwd"], env)
         except SpawnError as exc:
-            sock.close()
-            meta = {"error_type": exc.error_type, "init_ms": 0.0}
-            host.report(Kind.INIT_ERROR, meta, _failure_body(exc.error_type, exc.message))
-            host.report(Kind.EXIT, {"status": None, "signal": None})
-            return 0
+            lifecycle.fail_init(exc.error_type, exc.message)
+            return None
         reaper.watch(process)
-        output = OutputCapture(loop, host.log)
+        output = OutputCapture(loop, lifecycle.runtime_output)
         output.add("stdout", process.stdout_fd)
         output.add("stderr", process.stderr_fd)
         host.output = output
-        api = RuntimeApi(
-            report=host.report,
+        lifecycle.runtime_api = RuntimeApi(
+            report=lifecycle.report,
             memory_peak_kb=process.memory_peak_kb,
             started_at=process.started_at,
             loop=loop,
         )
-        server = await start_server(sock, api.handle, max_body=MAX_PAYLOAD_BYTES)
-        try:
-            return await self._supervise(reader, host, api, process, stop)
-        finally:
-            server.close()
-            output.close()
-            process.close()
+        return process
+
+    async def _linger(
+        self,
+        host: HostLink,
+        lifecycle: Lifecycle,
+        channel: asyncio.Future[None],
+        stop: asyncio.Future[None],
+    ) -> int:
+        """No runtime: without extensions, EXIT at once; with them, wait for the host's
+        SHUTDOWN (or the channel's end) so that they get their shutdown phase."""
+        if lifecycle.processes and not channel.done() and not stop.done():
+            await asyncio.wait({channel, stop}, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            host.report(Kind.EXIT, {"status": None, "signal": None})
+        return _channel_status(channel)
 
     async def _supervise(
         self,
-        reader: asyncio.StreamReader,
         host: HostLink,
-        api: RuntimeApi,
+        lifecycle: Lifecycle,
         process: RuntimeProcess,
+        channel: asyncio.Future[None],
         stop: asyncio.Future[None],
     ) -> int:
-        channel = asyncio.ensure_future(relay_invokes(reader, api))
-        events: set[asyncio.Future[Any]] = {channel, process.exited, stop}
+        events: set[asyncio.Future[Any]] = {channel, process.exited, stop, lifecycle.crashed}
         await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
-        failure = channel.exception() if channel.done() and not channel.cancelled() else None
-        if process.exited.done():
-            channel.cancel()
-            ended = process.exited.result()
-            host.report(Kind.EXIT, {"status": ended.status, "signal": ended.signal})
+        ended = not channel.done() and not stop.done() and not lifecycle.shutting_down
+        if ended and (process.exited.done() or lifecycle.crashed.done()):
+            status = process.exited.result() if process.exited.done() else None
+            meta: dict[str, Any] = {"status": None, "signal": None}
+            if status is not None:
+                meta = {"status": status.status, "signal": status.signal}
+            else:
+                meta["error_type"] = "Extension.Crash"
+            host.report(Kind.EXIT, meta)
             process.kill_group()
-            return 0
+            if not lifecycle.processes:
+                return 0
+        if not channel.done() and not stop.done():  # the host runs (or will) the shutdown
+            await asyncio.wait({channel, stop}, return_when=asyncio.FIRST_COMPLETED)
         process.kill_group()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(process.exited), REAP_TIMEOUT_S)
-        channel.cancel()
-        if failure is not None:
-            print(f"ember-agent: {failure}", file=sys.stderr)
-            return 1
+        return _channel_status(channel)
+
+
+def _channel_status(channel: asyncio.Future[None]) -> int:
+    """0 after a clean end of the channel (or while it is still open), 1 after an error."""
+    if not channel.done() or channel.cancelled() or channel.exception() is None:
         return 0
+    print(f"ember-agent: {channel.exception()}", file=sys.stderr)
+    return 1
 
 
-async def relay_invokes(reader: asyncio.StreamReader, api: RuntimeApi) -> None:
-    """Feed INVOKE frames to the Runtime API until a clean EOF; raise on anything else."""
+async def relay_frames(
+    reader: asyncio.StreamReader, lifecycle: Lifecycle, runtime: list[RuntimeProcess]
+) -> None:
+    """Feed INVOKE frames to the lifecycle until a clean EOF or a SHUTDOWN (whose phase it
+    runs); raise ``ProtocolError`` on anything else."""
     while (frame := await read_frame(reader)) is not None:
-        if frame.kind != Kind.INVOKE:
+        if frame.kind == Kind.INVOKE:
+            lifecycle.invoke(frame.meta, frame.payload)
+        elif frame.kind == Kind.SHUTDOWN:
+            reason = str(frame.meta.get("reason") or "spindown")
+            budget_ms = int(frame.meta.get("budget_ms") or 0)
+            await lifecycle.shutdown(reason, budget_ms, runtime[0] if runtime else None)
+            return
+        else:
             raise ProtocolError(f"unexpected {frame.kind.name} frame")
-        api.invoke(frame.meta, frame.payload)
 
 
 def parse_channel_fd(argv: list[str]) -> int:

@@ -10,20 +10,27 @@ bytes untouched, so a payload is never re-encoded on its way through.
 Host → agent
     START     meta: ``StartMeta``; the agent binds the Runtime API and execs the runtime.
     INVOKE    meta: ``InvokeMeta``; payload: the event bytes.
-    (closing the channel = shut down: the agent kills the runtime and exits)
+    SHUTDOWN  meta ``{"reason": "spindown"|"timeout"|"failure", "budget_ms": int}``: run
+              Lambda's shutdown phase (runtime SIGTERM, SHUTDOWN event to extensions,
+              SIGKILL at the end of the budget), then close the channel and exit.
+    (closing the channel = shut down at once: the agent kills everything and exits)
 
 Agent → host
     LISTENING meta ``{"runtime_api": "host:port"}``: the Runtime API is bound (sent first).
-    INIT_DONE   meta ``{"init_ms": float}``: the runtime's first ``/next`` (init finished).
-    INIT_ERROR  meta ``{"error_type": str, "init_ms": float}``; payload: the runtime's body.
+    INIT_DONE   meta ``{"init_ms": float, "extensions": [ExtensionInfo]}``: the runtime's
+                first ``/next`` and every extension's first ``/event/next`` (init finished).
+    INIT_ERROR  meta ``{"error_type": str, "init_ms": float, "extensions": [...]}``;
+                payload: the runtime's (or the platform's) error body.
     RESPONSE    meta ``{"id", "content_type", "memory_peak_kb"}``; payload: response bytes.
     ERROR       meta ``{"id", "error_type", "content_type", "memory_peak_kb"}``; payload: body.
     LOG         meta ``{"stream": "stdout"|"stderr"}``; payload: output bytes, whole lines
                 where possible. Every LOG for an invoke is sent before its RESPONSE/ERROR.
     EXIT        meta ``{"status": int|None, "signal": int|None}``: the runtime process ended;
                 the agent exits right after.
-    NEXT        meta ``{}``: after a RESPONSE/ERROR, the runtime called ``/next`` again: the
+    NEXT        meta ``{"extensions_ms": float}``: after a RESPONSE/ERROR, the runtime called
+                ``/next`` again and so did every extension subscribed to INVOKE: the
                 environment can take another invoke (until then it may still exit).
+                ``extensions_ms`` = the time extensions ran after the runtime was done.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import enum
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 HEADER = struct.Struct("!BII")
 MAX_META = 1 << 20
@@ -43,6 +50,7 @@ MAX_PAYLOAD = 64 << 20
 class Kind(enum.IntEnum):
     START = 1
     INVOKE = 2
+    SHUTDOWN = 3
     LISTENING = 10
     INIT_DONE = 11
     INIT_ERROR = 12
@@ -60,6 +68,16 @@ class StartMeta(TypedDict):
     cwd: str  # working directory (the function's task root)
     env: dict[str, str]  # the runtime's whole environment, except AWS_LAMBDA_RUNTIME_API
     runtime_api: str  # "host:port" to bind; port 0 = any free port
+    extensions_dir: NotRequired[str]  # external extensions ("/opt/extensions"); absent = none
+    account_id: NotRequired[str]  # for the register response's "accountId" feature
+
+
+class ExtensionInfo(TypedDict):
+    """One registered extension, as INIT_DONE / INIT_ERROR list them."""
+
+    name: str
+    events: list[str]  # "INVOKE", "SHUTDOWN"
+    external: bool
 
 
 class InvokeMeta(TypedDict, total=False):

@@ -25,6 +25,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 READ_SIZE = 64 * 1024
 MAX_PARTIAL_LINE = 64 * 1024
@@ -407,6 +408,13 @@ def _call_main(entry: Callable[[], None]) -> int:
     return code
 
 
+class Watched(Protocol):
+    """A child whose exit someone waits for (the runtime, an extension)."""
+
+    pid: int
+    exited: asyncio.Future[ExitStatus]
+
+
 class ChildReaper:
     """Reaps every child of the agent on SIGCHLD (as pid 1 that includes orphans).
 
@@ -418,7 +426,7 @@ class ChildReaper:
         self._watched: dict[int, asyncio.Future[ExitStatus]] = {}
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
 
-    def watch(self, process: RuntimeProcess) -> None:
+    def watch(self, process: RuntimeProcess | Watched) -> None:
         self._watched[process.pid] = process.exited
         self.reap()
 

@@ -12,6 +12,14 @@ never used again; every frame from the agent is read by one pump task, which is 
 code that resolves the pending init or invoke. After an invoke the environment is READY
 for placement, but takes a new invoke only once its runtime is back on ``/next``
 (``wait_back``): a runtime may still exit right after it answered.
+
+Extensions (lambda-spec §1.9): the agent's NEXT also waits for every extension subscribed
+to INVOKE to be back on ``/event/next`` and says how long they ran after the runtime
+(``after_extensions`` hands that to whoever writes the REPORT line); the function timeout
+covers that time too. Stopping an environment that has extensions runs Lambda's shutdown
+phase (a SHUTDOWN frame with the reason and budget: 2,000 ms with external extensions,
+500 ms with internal ones only), and kills the sandbox when the agent is done or the
+budget (plus ``SHUTDOWN_GRACE_S``) is spent; without extensions it is killed at once.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import enum
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ember.agent.protocol import (
     Frame,
@@ -37,6 +46,17 @@ from ember.invocation.envlog import EnvironmentLog
 from ember.sandbox.base import Sandbox
 
 SlowMark = tuple[float, Callable[[], None]]
+AfterExtensions = Callable[[float | None], None]  # extensions_ms, None if it died first
+
+SHUTDOWN_GRACE_S = 1.0
+
+
+def shutdown_budget_ms(extensions: list[dict[str, Any]]) -> int:
+    """Lambda's shutdown budget: 0 without extensions, 500 ms with internal ones only,
+    2,000 ms with external ones."""
+    if any(ext.get("external") for ext in extensions):
+        return 2000
+    return 500 if extensions else 0
 
 
 class EnvState(enum.StrEnum):
@@ -91,7 +111,39 @@ class ExecutionEnvironment:
         self._back: asyncio.Future[bool] | None = None  # runtime back on /next (or dead)
         self.memory_peak_kb = 0  # last the agent reported
         self._started_at = 0.0
+        self.extensions: list[dict[str, Any]] = []  # as the agent listed them at init
+        self.extensions_ms = 0.0  # how long extensions ran after the last invoke's runtime
+        self._after: list[AfterExtensions] = []
+        self._post_timer: Any = None  # the function timeout, while extensions still run
+        self._stopping: asyncio.Task[None] | None = None
         self._pump = asyncio.get_running_loop().create_task(self._read_frames())
+
+    @property
+    def invoke_extensions(self) -> bool:
+        """Whether extensions take part in each invoke (subscribed to INVOKE)."""
+        return any("INVOKE" in ext.get("events", ()) for ext in self.extensions)
+
+    def extensions_running(self) -> bool:
+        """After an invoke's answer: INVOKE extensions have not all finished yet."""
+        return self.invoke_extensions and self._back is not None and not self._back.done()
+
+    def after_extensions(self, callback: AfterExtensions) -> asyncio.Future[None]:
+        """Run ``callback`` once the extensions finished the last invoke (or the environment
+        died first); the future resolves after it ran."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def run(extensions_ms: float | None) -> None:
+            try:
+                callback(extensions_ms)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        if self._back is None or self._back.done():
+            run(self.extensions_ms if self.alive else None)
+        else:
+            self._after.append(run)
+        return done
 
     @property
     def alive(self) -> bool:
@@ -132,7 +184,7 @@ class ExecutionEnvironment:
             self.init_ms = outcome.duration_ms
             self.transition(EnvState.READY)
         else:
-            await self.stop()
+            await self._end(Status.TIMEOUT if outcome.status is Status.TIMEOUT else Status.EXIT)
         return outcome
 
     async def invoke(self, meta: InvokeMeta, payload: bytes, timeout_s: float) -> Outcome:
@@ -144,20 +196,69 @@ class ExecutionEnvironment:
         if outcome.status in (Status.OK, Status.ERROR):
             self.transition(EnvState.READY)
             self.idle_since = self._clock.monotonic()
+            if self.extensions_running():  # the timeout covers them too
+                remaining = max(0.0, timeout_s - outcome.duration_ms / 1000)
+                self._post_timer = self._clock.call_later(remaining, self._extensions_overran)
         else:
-            await self.stop()
+            await self._end(outcome.status)
         return outcome
 
-    async def stop(self) -> None:
-        """Kill the sandbox (idempotent); any pending exchange ends as EXIT."""
-        if self.state is not EnvState.DEAD:
+    async def _end(self, status: Status) -> None:
+        """After a failed init or invoke: without extensions the sandbox is killed before
+        this returns; with them their shutdown phase runs in the background."""
+        reason = "timeout" if status is Status.TIMEOUT else "failure"
+        stopping = self._begin_stop(reason)
+        if not self.extensions:
+            await asyncio.shield(stopping)
+
+    def _extensions_overran(self) -> None:
+        self._begin_stop("timeout")
+
+    async def stop(self, reason: str = "spindown") -> None:
+        """Stop the environment (idempotent; see the module docstring for the shutdown
+        phase); any pending exchange ends as EXIT."""
+        await asyncio.shield(self._begin_stop(reason))
+
+    def _begin_stop(self, reason: str) -> asyncio.Task[None]:
+        if self._stopping is None:
             self.state = EnvState.DEAD
-        self._resolve(Outcome(Status.EXIT))
-        _settle(self._back, False)
+            self._resolve(Outcome(Status.EXIT))
+            self._settle_back(False)
+            self._stopping = asyncio.get_running_loop().create_task(self._shut_down(reason))
+        return self._stopping
+
+    async def _shut_down(self, reason: str) -> None:
+        budget_ms = shutdown_budget_ms(self.extensions)
+        if budget_ms and not self._pump.done():
+            with contextlib.suppress(OSError, RuntimeError):
+                meta = {"reason": reason, "budget_ms": budget_ms}
+                self.sandbox.writer.writelines(encode(Kind.SHUTDOWN, meta))
+            await self._wait_pump(budget_ms / 1000 + SHUTDOWN_GRACE_S)
         await self.sandbox.kill()
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
+
+    async def _wait_pump(self, timeout_s: float) -> None:
+        """Until the agent closed the channel (its shutdown is over) or ``timeout_s``."""
+        ended: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        timer = self._clock.call_later(timeout_s, lambda: _settle(ended, False))
+        self._pump.add_done_callback(lambda _: _settle(ended, True))
+        try:
+            await ended
+        finally:
+            timer.cancel()
+
+    def _settle_back(self, value: bool, extensions_ms: float | None = None) -> None:
+        """The runtime (and the INVOKE extensions) are back, or never will be: first the
+        waiting callbacks (REPORT lines), then whoever waits to reuse the environment."""
+        if self._post_timer is not None:
+            self._post_timer.cancel()
+            self._post_timer = None
+        after, self._after = self._after, []
+        for run in after:
+            run(extensions_ms if value else None)
+        _settle(self._back, value)
 
     async def _exchange(
         self,
@@ -200,15 +301,17 @@ class ExecutionEnvironment:
             pass
         self.state = EnvState.DEAD
         self._resolve(Outcome(Status.EXIT))
-        _settle(self._back, False)
+        self._settle_back(False)
 
     def _dispatch(self, frame: Frame) -> None:
         kind, meta = frame.kind, frame.meta
         if kind is Kind.LOG:
             self.log.output(frame.payload)
         elif kind is Kind.INIT_DONE:
+            self.extensions = _extension_list(meta)
             self._resolve(Outcome(Status.OK, duration_ms=float(meta.get("init_ms", 0.0))))
         elif kind is Kind.INIT_ERROR:
+            self.extensions = _extension_list(meta)
             error_type = str(meta.get("error_type") or "Runtime.Unknown")
             self._resolve(Outcome(Status.INIT_ERROR, frame.payload, error_type=error_type))
         elif kind in (Kind.RESPONSE, Kind.ERROR) and meta.get("id") == self._pending_id:
@@ -216,12 +319,20 @@ class ExecutionEnvironment:
             self.memory_peak_kb = outcome.memory_peak_kb or self.memory_peak_kb
             self._resolve(outcome)
         elif kind is Kind.NEXT:
-            _settle(self._back, True)
+            self.extensions_ms = float(meta.get("extensions_ms") or 0.0)
+            self._settle_back(True, self.extensions_ms)
         elif kind is Kind.EXIT:
             self.state = EnvState.DEAD
             status, signal = meta.get("status"), meta.get("signal")
             self._resolve(Outcome(Status.EXIT, exit_status=status, exit_signal=signal))
-            _settle(self._back, False)
+            self._settle_back(False)
+
+
+def _extension_list(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    extensions = meta.get("extensions") or []
+    if not isinstance(extensions, list):
+        raise TypeError("'extensions' must be a list")
+    return [ext for ext in extensions if isinstance(ext, dict)]
 
 
 def _settle(future: asyncio.Future[bool] | None, value: bool) -> None:

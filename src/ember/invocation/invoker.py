@@ -111,7 +111,7 @@ class Invoker:
                 self._meta(record, request, request_id), request.payload, record.config.timeout
             )
             self._observe(record, outcome, init_ms, cold=start is not None)
-            return self._finish(env, record, request, request_id, outcome, init_ms)
+            return await self._finish(env, record, request, request_id, outcome, init_ms)
 
     def _observe(
         self, record: FunctionRecord, outcome: Outcome, init_ms: float | None, *, cold: bool
@@ -203,7 +203,7 @@ class Invoker:
         )
         return self._result(env, record, request, request_id, payload, "application/json", True)
 
-    def _finish(
+    async def _finish(
         self,
         env: ExecutionEnvironment,
         record: FunctionRecord,
@@ -226,19 +226,28 @@ class Invoker:
             message = envmod.OOM_MESSAGE if oom else envmod.exit_message(outcome)
             payload = envmod.platform_error(error_type, request_id, message)
             content_type, status = "application/json", "error"
-        env.log.flush_partial()
-        env.log.line(lines.end(request_id))
-        env.log.line(
-            lines.report(
-                request_id,
-                duration_ms=outcome.duration_ms,
-                memory_mb=record.config.memory_size,
-                max_memory_mb=_memory_mb(env, outcome),
-                init_ms=init_ms,
-                status=status,
-                error_type=error_type,
+
+        def end_and_report(extensions_ms: float | None) -> None:
+            env.log.flush_partial()
+            env.log.line(lines.end(request_id))
+            env.log.line(
+                lines.report(
+                    request_id,
+                    duration_ms=outcome.duration_ms + (extensions_ms or 0.0),
+                    memory_mb=record.config.memory_size,
+                    max_memory_mb=_memory_mb(env, outcome),
+                    init_ms=init_ms,
+                    status=status,
+                    error_type=error_type,
+                )
             )
-        )
+
+        if env.invoke_extensions:  # END/REPORT once extensions are done (as on Lambda)
+            reported = env.after_extensions(end_and_report)
+            if request.tail:  # the tail holds them: wait (the caller asked for the log)
+                await reported
+        else:
+            end_and_report(0.0)
         failed = outcome.status is not Status.OK
         return self._result(env, record, request, request_id, payload, content_type, failed)
 

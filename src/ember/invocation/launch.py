@@ -1,8 +1,10 @@
 """Starting an environment for a function: its sandbox spec, its runtime, its variables.
 
 The runtime's environment follows Lambda's (lambda-spec.md §4.1): unreserved defaults,
-then the function's own variables on top of those, then the reserved variables, which
-the function cannot override. Nothing of the server's own environment is passed on.
+then the function's own variables on top of those (``NODE_OPTIONS``, ``JAVA_TOOL_OPTIONS``
+and the like pass through untouched), then the reserved variables, which the function
+cannot override. Nothing of the server's own environment is passed on. A managed runtime
+is started through ``AWS_LAMBDA_EXEC_WRAPPER`` when the function sets it.
 
 Layers: the function's layers, merged in order, are the sandbox's ``opt_dir`` (seen at
 ``/opt``). Their paths as on Lambda: ``/opt/bin`` on ``PATH`` and ``/opt/lib`` on
@@ -116,14 +118,19 @@ class Launcher:
         stream = log_stream_name(record.version, self._clock.wall())
         log = EnvironmentLog(self._writer, log_group(record), stream)
         environment = ExecutionEnvironment(sandbox, self._clock, log)
-        start = StartMeta(
-            argv=runtime.argv(
-                sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir, config.memory_size
-            ),
-            cwd=sandbox.task_root,
-            env=self.runtime_environment(record, runtime, sandbox, log),
-            runtime_api=sandbox.runtime_api_bind,
+        env = self.runtime_environment(record, runtime, sandbox, log)
+        argv = runtime.argv(
+            sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir, config.memory_size
         )
+        start = StartMeta(
+            argv=with_exec_wrapper(argv, env, runtime),
+            cwd=sandbox.task_root,
+            env=env,
+            runtime_api=sandbox.runtime_api_bind,
+            account_id=self._account,
+        )
+        if spec.opt_dir is not None:  # layers: external extensions come in /opt/extensions
+            start["extensions_dir"] = f"{sandbox.opt_root}/extensions"
         return environment, start
 
     def runtime_environment(
@@ -173,6 +180,15 @@ def network_policy(tags: Mapping[str, str]) -> NetworkPolicy:
     if wants_outbound_network(tags):
         return NetworkPolicy.OUTBOUND
     return NetworkPolicy.NONE
+
+
+def with_exec_wrapper(argv: list[str], env: dict[str, str], runtime: Runtime) -> list[str]:
+    """``AWS_LAMBDA_EXEC_WRAPPER``: a managed runtime is started as ``<wrapper> <argv…>``
+    (lambda-spec §4.1); custom runtimes (``provided.*``) ignore it, as on Lambda."""
+    wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+    if not wrapper or runtime.execution_env is None:
+        return argv
+    return [wrapper, *argv]
 
 
 def _execution_credentials() -> tuple[str, str]:

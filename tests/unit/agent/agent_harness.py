@@ -92,11 +92,17 @@ class AgentSession:
 
     @classmethod
     async def start(
-        cls, argv: list[str], cwd: Path, env: dict[str, str], runtime_api: str = "127.0.0.1:0"
+        cls,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        runtime_api: str = "127.0.0.1:0",
+        **extra: str,
     ) -> AgentSession:
-        """Start an agent, send START and wait for LISTENING."""
+        """Start an agent, send START (``extra``: optional START fields such as
+        ``extensions_dir``) and wait for LISTENING."""
         session = await cls.spawn()
-        start = {"argv": argv, "cwd": str(cwd), "env": env, "runtime_api": runtime_api}
+        start = {"argv": argv, "cwd": str(cwd), "env": env, "runtime_api": runtime_api, **extra}
         session.send(Kind.START, start)
         listening = await session.expect(Kind.LISTENING)
         session.runtime_api = listening.meta["runtime_api"]
@@ -187,8 +193,8 @@ async def start_agent() -> AsyncIterator[StartAgent]:
     """``await start_agent(argv, cwd, env)``; every agent is closed after the test."""
     sessions: list[AgentSession] = []
 
-    async def start(argv: list[str], cwd: Path, env: dict[str, str]) -> AgentSession:
-        session = await AgentSession.start(argv, cwd, env)
+    async def start(argv: list[str], cwd: Path, env: dict[str, str], **extra: str) -> AgentSession:
+        session = await AgentSession.start(argv, cwd, env, **extra)
         sessions.append(session)
         return session
 
