@@ -34,6 +34,7 @@ from ember.events.mappings import MappingService
 from ember.events.poller import MappingPoller
 from ember.events.queues import QueueService
 from ember.events.store import EventsStore
+from ember.invocation.budget import MemoryBudget
 from ember.invocation.counting import Counting
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
@@ -92,6 +93,8 @@ class Ember:
             lambda r: invoker.start_environment(r),  # noqa: PLW0108
             clock,
             settings.keep_alive_s,
+            MemoryBudget(settings.memory_budget_mb, clock),
+            settings.memory_wait_s,
         )
         registry = FunctionRegistry(
             store,
@@ -208,7 +211,23 @@ def data_plane_metrics(counting: Counting, placement: Placement) -> Metrics:
         lambda: {("idle",): float(placement.statistics().idle),
                  ("busy",): float(placement.statistics().busy)},
     )  # fmt: skip
+    metrics.add_gauges(
+        "ember_memory_bytes",
+        "Host memory budget of environments: the limit, and the MemorySize held (used) "
+        "of which by environments being started (starting)",
+        ["part"],
+        lambda: _memory_gauges(placement),
+    )
     return metrics
+
+
+def _memory_gauges(placement: Placement) -> dict[tuple[str, ...], float]:
+    budget, mib = placement.budget, 1024 * 1024
+    return {
+        ("limit",): float(budget.limit_mb * mib),
+        ("used",): float(budget.used_mb * mib),
+        ("starting",): float(budget.starting_mb * mib),
+    }
 
 
 def load_credentials(settings: Settings, path: Path) -> Credentials:

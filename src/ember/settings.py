@@ -16,15 +16,41 @@ Environment variables (all optional):
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
     EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept per zygote
     EMBER_SANDBOX_PREFAULT                          "1": pooled sandboxes pre-fault memory
+    EMBER_MEMORY_BUDGET_MB                          MB the live environments may hold in all
+                                                    (default: 75 % of the machine's MemTotal)
+    EMBER_MEMORY_WAIT_SECONDS                       how long an invoke waits for memory (5)
+    EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB             warm pool refills pause below this much
+                                                    MemAvailable (default 512)
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+MEMORY_BUDGET_SHARE = 0.75  # of MemTotal: the rest is left to the server, zygotes, page cache
+FALLBACK_MEMORY_BUDGET_MB = 2048  # when /proc/meminfo cannot be read
+
+
+def meminfo_mb(name: str, path: Path = Path("/proc/meminfo")) -> int | None:
+    """A ``/proc/meminfo`` field (``MemTotal``, ``MemAvailable``) in MB, or None."""
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == name:
+                return int(value.split()[0]) // 1024  # the file says kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def default_memory_budget_mb() -> int:
+    """``MEMORY_BUDGET_SHARE`` of the machine's MemTotal."""
+    total = meminfo_mb("MemTotal")
+    return int(total * MEMORY_BUDGET_SHARE) if total else FALLBACK_MEMORY_BUDGET_MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +76,10 @@ class Settings:
     sandbox_zygote: bool = True
     sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
     sandbox_prefault: bool = False  # pooled sandboxes break copy-on-write ahead of use
+    # the sum of MemorySize of live environments (and those being started) stays within this
+    memory_budget_mb: int = field(default_factory=default_memory_budget_mb)
+    memory_wait_s: float = 5.0  # an invoke with no room waits this long, then gets a 429
+    sandbox_pool_min_available_mb: int = 512  # warm pool refills pause below this MemAvailable
 
     @property
     def endpoint_url(self) -> str:
@@ -69,10 +99,6 @@ class Settings:
                 values[name] = env[key]
         if "EMBER_SANDBOX" in env:
             values["sandbox_backend"] = env["EMBER_SANDBOX"]
-        if "EMBER_ACCOUNT_CONCURRENCY" in env:
-            values["account_concurrency"] = int(env["EMBER_ACCOUNT_CONCURRENCY"])
-        if "EMBER_KEEP_ALIVE_SECONDS" in env:
-            values["keep_alive_s"] = float(env["EMBER_KEEP_ALIVE_SECONDS"])
         if "EMBER_SANDBOX_ZYGOTE" in env:
             values["sandbox_zygote"] = env["EMBER_SANDBOX_ZYGOTE"].strip().lower() not in (
                 "0",
@@ -82,14 +108,26 @@ class Settings:
             )
         if "EMBER_SANDBOX_PREFAULT" in env:
             values["sandbox_prefault"] = env["EMBER_SANDBOX_PREFAULT"].strip() in ("1", "true")
-        if "EMBER_SANDBOX_POOL_SIZE" in env:
-            values["sandbox_pool_size"] = int(env["EMBER_SANDBOX_POOL_SIZE"])
+        for key, (name, parse) in NUMBERS.items():
+            if key in env:
+                values[name] = parse(env[key])
         if "EMBER_AGENT_PYTHON" in env:
             values["agent_python"] = env["EMBER_AGENT_PYTHON"]
         if env.get("EMBER_PYTHON_INTERPRETERS"):
             values["python_interpreters"] = _parse_pairs(env["EMBER_PYTHON_INTERPRETERS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]  # keys are field names by construction
+
+
+# numeric variables: name => (field, parser)
+NUMBERS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "EMBER_ACCOUNT_CONCURRENCY": ("account_concurrency", int),
+    "EMBER_KEEP_ALIVE_SECONDS": ("keep_alive_s", float),
+    "EMBER_SANDBOX_POOL_SIZE": ("sandbox_pool_size", int),
+    "EMBER_MEMORY_BUDGET_MB": ("memory_budget_mb", int),
+    "EMBER_MEMORY_WAIT_SECONDS": ("memory_wait_s", float),
+    "EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB": ("sandbox_pool_min_available_mb", int),
+}
 
 
 def _parse_pairs(text: str) -> dict[str, str]:

@@ -5,23 +5,49 @@ first, so the others can age out); otherwise a new one is launched. Idle environ
 are stopped after the keep-alive; a changed function (new code or configuration) never
 reuses an environment of its old generation.
 
+Host memory (``budget.py``): every live environment holds its ``MemorySize`` of the
+budget, from the moment its start is decided until it is stopped. A new environment that
+does not fit evicts idle environments (of other functions, or of this function's other
+generations), least recently used first, but only when that makes room; otherwise the
+request waits (bounded) for memory to come free or an environment to become idle, and is
+then refused with a 429.
+
+Every hand-out knows how it started (``StartKind``): ``warm`` (an idle environment
+reused), ``prewarmed`` (a new environment from the backend's pool of pre-started
+sandboxes), ``cold`` (a new environment started from nothing).
+
 Scope: one per server. Invariants: an environment is in at most one idle list, and never
 in one while BUSY; two concurrent invocations never get the same environment; every
-environment handed out comes back through the context manager (released or stopped).
+environment handed out comes back through the context manager (released or stopped);
+``budget.used_mb`` = the MemorySize of every environment started and not yet stopped,
+plus those being started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from ember.clock import Clock
+from ember.invocation.budget import UNBOUNDED_MB, MemoryBudget
 from ember.invocation.environment import EnvState, ExecutionEnvironment
 from ember.model.functions import FunctionRecord
 
 Starter = Callable[[FunctionRecord], Awaitable[ExecutionEnvironment]]
+DEFAULT_MEMORY_WAIT_S = 5.0
+
+
+class StartKind(enum.StrEnum):
+    """How the environment serving an invoke started (REPORT's ``Ember Start Kind``)."""
+
+    COLD = "cold"  # a new environment, started from nothing (exec path, or an empty pool)
+    PREWARMED = "prewarmed"  # a new environment from the backend's pre-started sandboxes
+    WARM = "warm"  # an idle environment reused
+    PROVISIONED = "provisioned"  # an environment initialised ahead (provisioned concurrency)
 
 
 def generation(record: FunctionRecord) -> tuple[str, str, float]:
@@ -36,41 +62,62 @@ class PlacementStatistics:
     started: int
     stopped: int
     reused: int
+    evicted: int
+    memory_budget_mb: int
+    memory_used_mb: int
+    memory_starting_mb: int
+    memory_refusals: int
+    starts: dict[str, int]  # StartKind => invocations started that way
 
 
 class Placement:
-    def __init__(self, start: Starter, clock: Clock, keep_alive_s: float) -> None:
+    def __init__(
+        self,
+        start: Starter,
+        clock: Clock,
+        keep_alive_s: float,
+        budget: MemoryBudget | None = None,
+        memory_wait_s: float = DEFAULT_MEMORY_WAIT_S,
+    ) -> None:
         self._start = start
         self._clock = clock
         self._keep_alive_s = keep_alive_s
+        self.budget = budget or MemoryBudget(UNBOUNDED_MB, clock)
+        self._memory_wait_s = memory_wait_s
         # generation => idle environments, most recently used last
         self._idle: dict[tuple[str, str, float], list[ExecutionEnvironment]] = {}
         self._busy: set[ExecutionEnvironment] = set()
         # function name => the generation last asked for; older ones are not kept idle
         self._current: dict[str, tuple[str, str, float]] = {}
+        self._memory: dict[ExecutionEnvironment, int] = {}  # live environment => its MB
+        self._kinds: dict[ExecutionEnvironment, StartKind] = {}  # handed out => how started
         self._stopping: set[asyncio.Task[None]] = set()
-        self._started = self._stopped = self._reused = 0
+        self._started = self._stopped = self._reused = self._evicted = 0
+        self._starts: Counter[str] = Counter()
 
     @contextlib.asynccontextmanager
     async def environment(self, record: FunctionRecord) -> AsyncIterator[ExecutionEnvironment]:
-        """An environment for ``record`` for the duration of the block."""
+        """An environment for ``record`` for the duration of the block (429 if no memory)."""
         key = generation(record)
         self._current[record.name] = key
-        env = await self._take_idle(key, record.config.timeout)
-        if env is None:
-            env = await self._start(record)
-            self._started += 1
-        else:
-            self._reused += 1
+        env, kind = await self._acquire(record, key)
         self._busy.add(env)
+        self._kinds[env] = kind
+        self._starts[kind] += 1
         try:
             yield env
         finally:
             self._busy.discard(env)
+            self._kinds.pop(env, None)
             if env.state is EnvState.READY and self._current.get(record.name) == key:
                 self._idle.setdefault(key, []).append(env)
+                self.budget.changed()  # evictable now: a waiting start may use its memory
             else:
                 self._stop_later(env)
+
+    def start_kind(self, env: ExecutionEnvironment) -> StartKind:
+        """How ``env`` (handed out now) started."""
+        return self._kinds.get(env, StartKind.WARM)
 
     def reap(self) -> int:
         """Stop idle environments past their keep-alive; returns how many."""
@@ -110,9 +157,85 @@ class Placement:
 
     def statistics(self) -> PlacementStatistics:
         idle = sum(len(envs) for envs in self._idle.values())
+        budget = self.budget
         return PlacementStatistics(
-            idle, len(self._busy), self._started, self._stopped, self._reused
+            idle=idle,
+            busy=len(self._busy),
+            started=self._started,
+            stopped=self._stopped,
+            reused=self._reused,
+            evicted=self._evicted,
+            memory_budget_mb=budget.limit_mb,
+            memory_used_mb=budget.used_mb,
+            memory_starting_mb=budget.starting_mb,
+            memory_refusals=budget.refusals,
+            starts={kind.value: self._starts[kind] for kind in StartKind},
         )
+
+    async def _acquire(
+        self, record: FunctionRecord, key: tuple[str, str, float]
+    ) -> tuple[ExecutionEnvironment, StartKind]:
+        """An idle environment of ``key``, or a new one once the budget has room for it."""
+        memory = record.config.memory_size
+        if memory > self.budget.limit_mb:
+            raise self.budget.refusal(memory)
+        deadline = self._clock.monotonic() + self._memory_wait_s
+        while True:
+            env = await self._take_idle(key, record.config.timeout)
+            if env is not None:
+                self._reused += 1
+                return env, StartKind.WARM
+            evicting = self._make_room(memory)
+            if evicting is not None:
+                break
+            if not await self.budget.wait(deadline):
+                raise self.budget.refusal(memory)
+        self.budget.reserve(memory)
+        try:
+            if evicting:  # their memory is free once they are gone
+                await asyncio.gather(*evicting, return_exceptions=True)
+            env = await self._start(record)
+        except BaseException:
+            self.budget.release(memory, starting=True)
+            raise
+        self.budget.started(memory)
+        self._memory[env] = memory
+        self._started += 1
+        return env, StartKind.PREWARMED if env.sandbox.prewarmed else StartKind.COLD
+
+    def _make_room(self, memory_mb: int) -> list[asyncio.Task[None]] | None:
+        """Evict idle environments, least recently used first, until ``memory_mb`` fits.
+
+        Returns their stop tasks, or None (and evicts nothing) when even evicting every
+        idle environment would not make room.
+        """
+        budget = self.budget
+        if budget.fits(memory_mb):
+            return []
+        idle = sorted(
+            (env for envs in self._idle.values() for env in envs), key=lambda e: e.idle_since
+        )
+        free = budget.limit_mb - budget.used_mb
+        victims: list[ExecutionEnvironment] = []
+        for env in idle:
+            if free >= memory_mb:
+                break
+            victims.append(env)
+            free += self._memory.get(env, 0)
+        if free < memory_mb:
+            return None
+        for env in victims:
+            self._remove_idle(env)
+        self._evicted += len(victims)
+        return [self._stop_later(env) for env in victims]
+
+    def _remove_idle(self, env: ExecutionEnvironment) -> None:
+        for key, envs in list(self._idle.items()):
+            if env in envs:
+                envs.remove(env)
+                if not envs:
+                    del self._idle[key]
+                return
 
     async def _take_idle(
         self, key: tuple[str, str, float], timeout_s: float
@@ -126,8 +249,13 @@ class Placement:
             self._stop_later(env)
         return None
 
-    def _stop_later(self, env: ExecutionEnvironment) -> None:
+    def _stop_later(self, env: ExecutionEnvironment) -> asyncio.Task[None]:
+        """Stop ``env`` in the background; its memory leaves the budget now."""
         task = asyncio.get_running_loop().create_task(env.stop())
         self._stopped += 1
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        memory = self._memory.pop(env, None)
+        if memory is not None:
+            self.budget.release(memory)
+        return task

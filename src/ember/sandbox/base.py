@@ -74,6 +74,12 @@ class Sandbox(Protocol):
         """Where the agent binds the Runtime API (``127.0.0.1:9001`` in its own netns)."""
         ...
 
+    @property
+    def prewarmed(self) -> bool:
+        """Whether it came ready-made from the backend's pool of pre-started sandboxes
+        (a pool hit); False for one started for this request (placement's ``cold``)."""
+        ...
+
     def memory_peak_bytes(self) -> int | None:
         """Peak memory of the sandbox if the backend measures it (cgroup), else None."""
         ...
@@ -95,11 +101,16 @@ class ChannelSandbox:
     """What every backend's sandbox shares: an id and the channel to its agent."""
 
     def __init__(
-        self, sandbox_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        sandbox_id: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        prewarmed: bool = False,
     ) -> None:
         self._id = sandbox_id
         self._reader = reader
         self._writer = writer
+        self._prewarmed = prewarmed
 
     @property
     def id(self) -> str:
@@ -112,6 +123,10 @@ class ChannelSandbox:
     @property
     def writer(self) -> asyncio.StreamWriter:
         return self._writer
+
+    @property
+    def prewarmed(self) -> bool:
+        return self._prewarmed
 
 
 class SandboxBackend(Protocol):

@@ -43,6 +43,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +55,7 @@ from ember.sandbox import cgroups, nsinit
 from ember.sandbox.base import ChannelSandbox, SandboxSpec
 from ember.sandbox.seccomp import compile_filter, filter_fd
 from ember.sandbox.zygote import Zygote, ZygoteUnavailable
-from ember.settings import Settings
+from ember.settings import Settings, meminfo_mb
 
 log = logging.getLogger("ember")
 
@@ -136,8 +137,9 @@ class NamespaceSandbox(ChannelSandbox):
         cgroup: cgroups.Cgroup,
         workdir: Path | None,
         started_by: str = "exec",
+        prewarmed: bool = False,  # from the warm pool's pre-started sandboxes (a pool hit)
     ) -> None:
-        super().__init__(cgroup.name, reader, writer)
+        super().__init__(cgroup.name, reader, writer, prewarmed)
         self._process = process
         self.started_by = started_by  # "zygote" (forked) or "exec" (launcher process)
         self._cgroup = cgroup
@@ -213,6 +215,8 @@ class NamespaceBackend:
         prewarm: bool = True,
         pool_size: int = 3,
         prefault: bool = False,
+        pool_min_available_mb: int = 0,
+        available_mb: Callable[[], int | None] | None = None,
     ) -> None:
         if os.geteuid() != 0:
             raise SandboxError(
@@ -241,6 +245,9 @@ class NamespaceBackend:
         # pre-fault pooled sandboxes' memory (MADV_POPULATE_WRITE): measured here, a lower
         # median but a tail of ~80-400 ms cold starts; off by default (docs/BENCHMARKS.md)
         self.prefault = prefault
+        # warm pools stop refilling while the machine's MemAvailable is below this
+        self.pool_min_available_mb = pool_min_available_mb
+        self.available_mb = available_mb or (lambda: meminfo_mb("MemAvailable"))
         self.cgroup_version = version
         if prewarm:
             self._zygote(SANDBOX_PYTHON)
@@ -314,7 +321,8 @@ class NamespaceBackend:
             prepared.control.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self.last_started_by = "zygote"
-        return NamespaceSandbox(PidfdHead(prepared.pidfd), reader, writer, cgroup, None, "zygote")
+        head = PidfdHead(prepared.pidfd)
+        return NamespaceSandbox(head, reader, writer, cgroup, None, "zygote", prepared.pooled)
 
     async def _start_exec(self, spec: SandboxSpec) -> NamespaceSandbox:
         sandbox_id = self.new_cgroup_name()
@@ -407,6 +415,7 @@ class Prepared:
     pidfd: int
     control: socket.socket  # one message on it specialises the sandbox
     cgroup: cgroups.Cgroup  # joined already; limits written at specialisation
+    pooled: bool = False  # taken from the pool's ready ones (not pre-started on demand)
 
     def discard(self) -> None:
         """Kill it, wait until it is gone (pidfd), remove its cgroup."""
@@ -425,12 +434,21 @@ class WarmPool:
     Scope: one per zygote. ``take`` hands out a prepared sandbox at once when there is
     one, else pre-starts one on demand (what a pool of size 0 always does); either way a
     refill to ``pool_size`` follows in the background (pre-faulted when the backend's
-    ``prefault`` is on). Raises ``ZygoteUnavailable``.
+    ``prefault`` is on). Raises ``ZygoteUnavailable``. A refill pauses while the machine's
+    MemAvailable (``available_mb``, injectable) is below the backend's
+    ``pool_min_available_mb``, and says so in the log once each time that happens.
     """
 
-    def __init__(self, backend: NamespaceBackend, zygote: Zygote) -> None:
+    def __init__(
+        self,
+        backend: NamespaceBackend,
+        zygote: Zygote,
+        available_mb: Callable[[], int | None] | None = None,
+    ) -> None:
         self._backend = backend
         self._zygote = zygote
+        self._available_mb = available_mb or backend.available_mb
+        self._memory_low = False
         self._ready: collections.deque[Prepared] = collections.deque()
         self._refilling: asyncio.Task[None] | None = None
         self._refill_timer: asyncio.TimerHandle | None = None
@@ -438,7 +456,11 @@ class WarmPool:
         self._root = str(backend.scratch / "root")  # each sandbox mounts its own root here
 
     async def take(self) -> Prepared:
-        prepared = self._ready.popleft() if self._ready else await self._prestart(warm=False)
+        if self._ready:
+            prepared = self._ready.popleft()
+            prepared.pooled = True
+        else:
+            prepared = await self._prestart(warm=False)
         if self._refill_timer is not None:
             self._refill_timer.cancel()
         self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill_soon)
@@ -468,7 +490,7 @@ class WarmPool:
 
     async def _refill(self) -> None:
         try:
-            while len(self._ready) < self._backend.pool_size:
+            while len(self._ready) < self._backend.pool_size and not self.memory_low():
                 self._ready.append(await self._prestart(warm=self._backend.prefault))
         except ZygoteUnavailable as exc:
             log.warning(
@@ -476,6 +498,18 @@ class WarmPool:
             )
         finally:
             self._refilling = None
+
+    def memory_low(self) -> bool:
+        """Whether MemAvailable is below the refill threshold (logged once per low spell)."""
+        available, floor = self._available_mb(), self._backend.pool_min_available_mb
+        low = available is not None and available < floor
+        if low and not self._memory_low:
+            log.warning(
+                "cold starts: warm pool of %s not refilled: %s MB available, below %s MB "
+                "(EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB)", self._zygote.interpreter, available, floor,
+            )  # fmt: skip
+        self._memory_low = low
+        return low
 
     async def _prestart(self, warm: bool) -> Prepared:
         """``warm``: have it pay its copy-on-write faults ahead (worth it only off the
@@ -530,4 +564,5 @@ def from_settings(settings: Settings) -> NamespaceBackend:
         prewarm=settings.sandbox_zygote,
         pool_size=settings.sandbox_pool_size,
         prefault=settings.sandbox_prefault,
+        pool_min_available_mb=settings.sandbox_pool_min_available_mb,
     )
