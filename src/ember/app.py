@@ -24,6 +24,7 @@ from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
+from ember.api.provisioned import ProvisionedApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
 from ember.clock import Clock, SystemClock
@@ -39,6 +40,7 @@ from ember.invocation.counting import Counting
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
+from ember.invocation.provisioned import ProvisionedConcurrency
 from ember.observe.logs import LogWriter
 from ember.observe.metrics import Metrics
 from ember.runtimes.catalogue import RuntimeCatalogue
@@ -72,6 +74,7 @@ class Ember:
     events_store: EventsStore | None = None
     queues: QueueService | None = None
     mappings: MappingService | None = None
+    provisioned: ProvisionedConcurrency | None = None
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -103,18 +106,32 @@ class Ember:
             settings.region,
             settings.account_id,
             runtimes=catalogue.identifiers,
-            on_change=placement.retire,
+            on_change=lambda name: changed(name),  # noqa: PLW0108 (defined below)
             account_concurrency=settings.account_concurrency,
         )
         counting = Counting(registry.account_concurrency)
+        provisioned = ProvisionedConcurrency(
+            placement,
+            lambda r: invoker.provision_environment(r),  # noqa: PLW0108
+            store,
+        )
+
+        def changed(name: str) -> None:
+            """A function changed or is gone: its idle environments (and if it is gone,
+            its provisioned concurrency) go."""
+            placement.retire(name)
+            if all(r.name != name for r in registry.list()):
+                asyncio.get_running_loop().create_task(provisioned.forget_function(name))
+
         invoker = Invoker(
             launcher,
             placement,
             clock,
             settings.init_timeout_s,
             counting,
-            unreserved_pool=registry.unreserved_pool,
+            unreserved_pool=lambda: provisioned_api.unreserved_pool(),  # noqa: PLW0108 (below)
             metrics=data_plane_metrics(counting, placement),
+            provisioned_for=provisioned.requested,
         )
         auth = Authenticator(
             {credentials.access_key_id: credentials.secret_access_key},
@@ -124,6 +141,7 @@ class Ember:
         functions = FunctionsApi(
             registry, blobs, secrets.token_bytes(32), settings.region, settings.account_id
         )
+        provisioned_api = ProvisionedApi(functions, registry, provisioned, clock)
         events_store = await EventsStore.open(data / "events.db")
         queues = QueueService(events_store, clock, settings.region, settings.account_id)
         caller = InvokerCaller(registry, invoker)
@@ -144,6 +162,7 @@ class Ember:
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
             concurrency=ConcurrencyApi(functions, registry, invoker, placement),
+            provisioned=provisioned_api,
         )
         ember = cls(
             settings,
@@ -158,6 +177,7 @@ class Ember:
             events_store=events_store,
             queues=queues,
             mappings=mappings,
+            provisioned=provisioned,
         )
         await ember._start()
         return ember
@@ -167,6 +187,8 @@ class Ember:
         if self.queues is not None:
             await self.queues.load()
         self.logs.start()
+        if self.provisioned is not None:  # environments initialised ahead, again
+            await self.provisioned.load(self.registry.get)
         if self.mappings is not None:
             await self.mappings.load()  # last: pollers resume and invoke at once
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
@@ -190,6 +212,8 @@ class Ember:
                 await self._reaper
         if self.mappings is not None:
             await self.mappings.close()  # pollers first: invokes in flight end
+        if self.provisioned is not None:
+            await self.provisioned.close()
         await self.placement.close()
         await self.registry.close()
         await self.logs.close()

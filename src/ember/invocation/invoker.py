@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from ember.agent.protocol import InvokeMeta, StartMeta
 from ember.clock import Clock
-from ember.errors import TooManyRequestsException
+from ember.errors import InitFailed, TooManyRequestsException
 from ember.invocation import environment as envmod
 from ember.invocation.counting import DEFAULT_ACCOUNT_LIMIT, Counting
 from ember.invocation.environment import ExecutionEnvironment, Outcome, Status
-from ember.invocation.launch import Launcher
+from ember.invocation.launch import PROVISIONED, Launcher
 from ember.invocation.placement import Placement, StartKind
 from ember.model.functions import FunctionRecord
 from ember.observe import lines
@@ -64,6 +64,7 @@ class Invoker:
         counting: Counting | None = None,
         unreserved_pool: Callable[[], int] = lambda: DEFAULT_ACCOUNT_LIMIT,
         metrics: Metrics | None = None,
+        provisioned_for: Callable[[str], int] = lambda _name: 0,
     ) -> None:
         self._launcher = launcher
         self._placement = placement
@@ -72,6 +73,7 @@ class Invoker:
         self.counting = counting or Counting(DEFAULT_ACCOUNT_LIMIT)
         self._unreserved_pool = unreserved_pool
         self.metrics = metrics or Metrics()
+        self._provisioned_for = provisioned_for  # function => its provisioned concurrency
         self._start_meta: dict[ExecutionEnvironment, StartMeta] = {}  # env => its START
 
     async def start_environment(self, record: FunctionRecord) -> ExecutionEnvironment:
@@ -80,11 +82,28 @@ class Invoker:
         self._start_meta[env] = start
         return env
 
+    async def provision_environment(self, record: FunctionRecord) -> ExecutionEnvironment:
+        """Launch and initialise an environment ahead of any invoke (provisioned
+        concurrency): ``AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency``, INIT
+        lines in its log stream. Raises ``InitFailed`` (the environment is gone then)."""
+        env, start = await self._launcher.launch(record, PROVISIONED)
+        try:
+            init, _ = await self._initialize(env, record, start)
+        except BaseException:
+            await env.stop()
+            raise
+        if init.status is not Status.OK:
+            raise InitFailed(_init_error_type(init))
+        return env
+
     async def invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
         """Run one invocation under a concurrency lease (429 when over a limit)."""
         pool = self._unreserved_pool()
+        provisioned = self._provisioned_for(record.name)
         try:  # the lease, or placement finding no memory, raises it; the invocation never
-            with self.counting.lease(record.name, record.reserved_concurrency, pool):
+            with self.counting.lease(
+                record.name, record.reserved_concurrency, pool, provisioned=provisioned
+            ):
                 return await self._invoke(record, request)
         except TooManyRequestsException:
             self.metrics.throttles.labels(record.name).inc()

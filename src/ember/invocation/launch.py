@@ -34,6 +34,10 @@ UNRESERVED_DEFAULTS = {
 }
 
 
+ON_DEMAND = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE of an environment started by an invoke
+PROVISIONED = "provisioned-concurrency"  # ... of one initialised ahead
+
+
 def log_group(record: FunctionRecord) -> str:
     return record.config.logging.log_group or f"/aws/lambda/{record.name}"
 
@@ -67,7 +71,9 @@ class Launcher:
             )
         return runtime
 
-    async def launch(self, record: FunctionRecord) -> tuple[ExecutionEnvironment, StartMeta]:
+    async def launch(
+        self, record: FunctionRecord, initialization_type: str = ON_DEMAND
+    ) -> tuple[ExecutionEnvironment, StartMeta]:
         runtime = self.runtime(record)
         code_dir = await self._blobs.unpacked(record.code.sha256_hex)
         config = record.config
@@ -86,13 +92,18 @@ class Launcher:
         start = StartMeta(
             argv=runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir),
             cwd=sandbox.task_root,
-            env=self.runtime_environment(record, runtime, sandbox, log),
+            env=self.runtime_environment(record, runtime, sandbox, log, initialization_type),
             runtime_api=sandbox.runtime_api_bind,
         )
         return environment, start
 
     def runtime_environment(
-        self, record: FunctionRecord, runtime: Runtime, sandbox: Sandbox, log: EnvironmentLog
+        self,
+        record: FunctionRecord,
+        runtime: Runtime,
+        sandbox: Sandbox,
+        log: EnvironmentLog,
+        initialization_type: str = ON_DEMAND,
     ) -> dict[str, str]:
         config = record.config
         env = dict(UNRESERVED_DEFAULTS)
@@ -106,7 +117,7 @@ class Launcher:
                 "AWS_LAMBDA_FUNCTION_NAME": record.name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
                 "AWS_LAMBDA_FUNCTION_VERSION": record.version,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
                 "AWS_LAMBDA_LOG_GROUP_NAME": log.group,
                 "AWS_LAMBDA_LOG_STREAM_NAME": log.stream,
                 "AWS_ACCESS_KEY_ID": key_id,

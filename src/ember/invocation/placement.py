@@ -14,7 +14,12 @@ then refused with a 429.
 
 Every hand-out knows how it started (``StartKind``): ``warm`` (an idle environment
 reused), ``prewarmed`` (a new environment from the backend's pool of pre-started
-sandboxes), ``cold`` (a new environment started from nothing).
+sandboxes), ``cold`` (a new environment started from nothing), ``provisioned`` (an
+environment initialised ahead by provisioned concurrency, ``provision``).
+
+Provisioned environments are used first by invokes of their generation, go back to their
+own idle list (never reaped, never evicted), and when one dies placement tells the owner
+(``on_provisioned_lost``) so that it can be replaced. They count against the budget.
 
 Scope: one per server. Invariants: an environment is in at most one idle list, and never
 in one while BUSY; two concurrent invocations never get the same environment; every
@@ -68,6 +73,8 @@ class PlacementStatistics:
     memory_starting_mb: int
     memory_refusals: int
     starts: dict[str, int]  # StartKind => invocations started that way
+    provisioned: int  # environments initialised ahead (idle or busy)
+    provisioned_idle: int
 
 
 class Placement:
@@ -94,6 +101,10 @@ class Placement:
         self._stopping: set[asyncio.Task[None]] = set()
         self._started = self._stopped = self._reused = self._evicted = 0
         self._starts: Counter[str] = Counter()
+        self._provisioned: set[ExecutionEnvironment] = set()
+        self._provisioned_idle: dict[tuple[str, str, float], list[ExecutionEnvironment]] = {}
+        # told when a provisioned environment is gone (died, or reset after a timeout)
+        self.on_provisioned_lost: Callable[[ExecutionEnvironment], None] = lambda _env: None
 
     @contextlib.asynccontextmanager
     async def environment(self, record: FunctionRecord) -> AsyncIterator[ExecutionEnvironment]:
@@ -109,10 +120,34 @@ class Placement:
         finally:
             self._busy.discard(env)
             self._kinds.pop(env, None)
-            if env.state is EnvState.READY and self._current.get(record.name) == key:
+            if env in self._provisioned:
+                self._provisioned_back(env, key)
+            elif env.state is EnvState.READY and self._current.get(record.name) == key:
                 self._idle.setdefault(key, []).append(env)
                 self.budget.changed()  # evictable now: a waiting start may use its memory
             else:
+                self._stop_later(env)
+
+    async def provision(self, record: FunctionRecord, start: Starter) -> ExecutionEnvironment:
+        """Start (with ``start``, which also initialises) a provisioned environment for
+        ``record``; it holds its memory like any other (429 when the budget has no room)."""
+        memory = record.config.memory_size
+        evicting = self._make_room(memory) if memory <= self.budget.limit_mb else None
+        if evicting is None:
+            raise self.budget.refusal(memory)
+        env = await self._start_counted(record, memory, evicting, start)
+        self._provisioned.add(env)
+        self._provisioned_idle.setdefault(generation(record), []).append(env)
+        return env
+
+    def unprovision(self, env: ExecutionEnvironment) -> None:
+        """``env`` is provisioned no more: stopped now if idle, else once it is back."""
+        if env not in self._provisioned:
+            return
+        self._provisioned.discard(env)
+        for envs in self._provisioned_idle.values():
+            if env in envs:
+                envs.remove(env)
                 self._stop_later(env)
 
     def start_kind(self, env: ExecutionEnvironment) -> StartKind:
@@ -150,6 +185,11 @@ class Placement:
             for env in envs:
                 self._stop_later(env)
         self._idle.clear()
+        for envs in self._provisioned_idle.values():
+            for env in envs:
+                self._stop_later(env)
+        self._provisioned_idle.clear()
+        self._provisioned.clear()
         for env in list(self._busy):
             self._stop_later(env)
         if self._stopping:
@@ -170,12 +210,17 @@ class Placement:
             memory_starting_mb=budget.starting_mb,
             memory_refusals=budget.refusals,
             starts={kind.value: self._starts[kind] for kind in StartKind},
+            provisioned=len(self._provisioned),
+            provisioned_idle=sum(len(envs) for envs in self._provisioned_idle.values()),
         )
 
     async def _acquire(
         self, record: FunctionRecord, key: tuple[str, str, float]
     ) -> tuple[ExecutionEnvironment, StartKind]:
         """An idle environment of ``key``, or a new one once the budget has room for it."""
+        env = await self._take_provisioned(key, record.config.timeout)
+        if env is not None:
+            return env, StartKind.PROVISIONED
         memory = record.config.memory_size
         if memory > self.budget.limit_mb:
             raise self.budget.refusal(memory)
@@ -190,18 +235,52 @@ class Placement:
                 break
             if not await self.budget.wait(deadline):
                 raise self.budget.refusal(memory)
+        env = await self._start_counted(record, memory, evicting, self._start)
+        return env, StartKind.PREWARMED if env.sandbox.prewarmed else StartKind.COLD
+
+    async def _start_counted(
+        self,
+        record: FunctionRecord,
+        memory: int,
+        evicting: list[asyncio.Task[None]],
+        start: Starter,
+    ) -> ExecutionEnvironment:
+        """Start an environment whose memory ``_make_room`` found room for."""
         self.budget.reserve(memory)
         try:
             if evicting:  # their memory is free once they are gone
                 await asyncio.gather(*evicting, return_exceptions=True)
-            env = await self._start(record)
+            env = await start(record)
         except BaseException:
             self.budget.release(memory, starting=True)
             raise
         self.budget.started(memory)
         self._memory[env] = memory
         self._started += 1
-        return env, StartKind.PREWARMED if env.sandbox.prewarmed else StartKind.COLD
+        return env
+
+    async def _take_provisioned(
+        self, key: tuple[str, str, float], timeout_s: float
+    ) -> ExecutionEnvironment | None:
+        envs = self._provisioned_idle.get(key)
+        while envs:
+            env = envs.pop()
+            if env.state is EnvState.READY and await env.wait_back(timeout_s):
+                return env
+            self._lose(env)
+        return None
+
+    def _provisioned_back(self, env: ExecutionEnvironment, key: tuple[str, str, float]) -> None:
+        if env.state is EnvState.READY:
+            self._provisioned_idle.setdefault(key, []).append(env)
+        else:
+            self._lose(env)
+
+    def _lose(self, env: ExecutionEnvironment) -> None:
+        """A provisioned environment died: stop it and tell its owner."""
+        self._provisioned.discard(env)
+        self._stop_later(env)
+        self.on_provisioned_lost(env)
 
     def _make_room(self, memory_mb: int) -> list[asyncio.Task[None]] | None:
         """Evict idle environments, least recently used first, until ``memory_mb`` fits.
