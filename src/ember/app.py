@@ -233,7 +233,8 @@ def data_plane_metrics(counting: Counting, placement: Placement) -> Metrics:
     metrics.add_gauges(
         "ember_environments", "Execution environments by state", ["state"],
         lambda: {("idle",): float(placement.statistics().idle),
-                 ("busy",): float(placement.statistics().busy)},
+                 ("busy",): float(placement.statistics().busy),
+                 ("provisioned",): float(placement.statistics().provisioned)},
     )  # fmt: skip
     metrics.add_gauges(
         "ember_memory_bytes",
