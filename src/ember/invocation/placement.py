@@ -75,6 +75,7 @@ class PlacementStatistics:
     starts: dict[str, int]  # StartKind => invocations started that way
     provisioned: int  # environments initialised ahead (idle or busy)
     provisioned_idle: int
+    by_function: dict[str, dict[str, int]]  # function => {"idle", "busy", "provisioned"}
 
 
 class Placement:
@@ -97,6 +98,7 @@ class Placement:
         # function name => the generation last asked for; older ones are not kept idle
         self._current: dict[str, tuple[str, str, float]] = {}
         self._memory: dict[ExecutionEnvironment, int] = {}  # live environment => its MB
+        self._names: dict[ExecutionEnvironment, str] = {}  # live environment => function
         self._kinds: dict[ExecutionEnvironment, StartKind] = {}  # handed out => how started
         self._stopping: set[asyncio.Task[None]] = set()
         self._started = self._stopped = self._reused = self._evicted = 0
@@ -212,7 +214,21 @@ class Placement:
             starts={kind.value: self._starts[kind] for kind in StartKind},
             provisioned=len(self._provisioned),
             provisioned_idle=sum(len(envs) for envs in self._provisioned_idle.values()),
+            by_function=self._by_function(),
         )
+
+    def _by_function(self) -> dict[str, dict[str, int]]:
+        """Live environments per function: idle (on demand), busy, provisioned (any state)."""
+        counts: dict[str, Counter[str]] = {}
+        for key, envs in self._idle.items():
+            counts.setdefault(key[0], Counter())["idle"] += len(envs)
+        for env, name in self._names.items():
+            if env in self._busy:
+                counts.setdefault(name, Counter())["busy"] += 1
+            if env in self._provisioned:
+                counts.setdefault(name, Counter())["provisioned"] += 1
+        return {name: {k: c[k] for k in ("idle", "busy", "provisioned")}
+                for name, c in sorted(counts.items())}  # fmt: skip
 
     async def _acquire(
         self, record: FunctionRecord, key: tuple[str, str, float]
@@ -256,6 +272,7 @@ class Placement:
             raise
         self.budget.started(memory)
         self._memory[env] = memory
+        self._names[env] = record.name
         self._started += 1
         return env
 
@@ -334,6 +351,7 @@ class Placement:
         self._stopped += 1
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        self._names.pop(env, None)
         memory = self._memory.pop(env, None)
         if memory is not None:
             self.budget.release(memory)

@@ -109,3 +109,14 @@ async def test_every_invoke_knows_how_it_started(plane: Plane) -> None:
     scraped = plane.invoker.metrics.render().decode()
     assert 'ember_starts_total{function="fn",kind="prewarmed"} 1.0' in scraped
     assert 'ember_starts_total{function="other",kind="cold"} 1.0' in scraped
+
+
+async def test_statistics_count_environments_per_function(plane: Plane) -> None:
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    await plane.invoker.invoke(replace(plane.record, name="other"), InvocationRequest(b"{}", ARN))
+    async with plane.placement.environment(plane.record):
+        by_function = plane.placement.statistics().by_function
+    assert by_function == {
+        "fn": {"idle": 0, "busy": 1, "provisioned": 0},
+        "other": {"idle": 1, "busy": 0, "provisioned": 0},
+    }
