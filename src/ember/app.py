@@ -161,7 +161,9 @@ class Ember:
             logs,
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
-            concurrency=ConcurrencyApi(functions, registry, invoker, placement),
+            concurrency=ConcurrencyApi(
+                functions, registry, invoker, placement, pools=backend.statistics
+            ),
             provisioned=provisioned_api,
         )
         ember = cls(

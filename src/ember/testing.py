@@ -134,6 +134,9 @@ class FakeSandboxBackend:
     def describe(self) -> str:
         return "fake backend (tests only)"
 
+    def statistics(self) -> dict[str, dict[str, int]]:
+        return {"fake": {"ready": self.pool}}
+
     async def start(self, _spec: object) -> FakeSandbox:
         host, agent = socket.socketpair()
         reader, writer = await asyncio.open_unix_connection(sock=host)

@@ -64,7 +64,10 @@ def test_the_least_recently_used_idle_environment_makes_room(
     assert start_kind(lambda_client, "lru-a") == "warm"
     assert start_kind(lambda_client, "lru-c") == "warm"
     assert start_kind(lambda_client, "lru-b") in ("cold", "prewarmed")  # evicts d
-    placement = settle(server)["placement"]
+    stats = settle(server)
+    placement = stats["placement"]
+    assert stats["pools"]  # the namespace backend's warm pool, by interpreter
+    assert all({"ready", "refilling", "memory_low"} <= set(p) for p in stats["pools"].values())
     assert placement["evicted"] == 2
     assert placement["memory_used_mb"] == 384
     assert placement["idle"] == 3

@@ -7,6 +7,7 @@ GET under ``/2019-09-30/functions/{name}/concurrency``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -30,11 +31,13 @@ class ConcurrencyApi:
         registry: FunctionRegistry,
         invoker: Invoker,
         placement: Placement,
+        pools: Callable[[], dict[str, dict[str, int]]] = dict,
     ) -> None:
         self._functions = functions
         self._registry = registry
         self._invoker = invoker
         self._placement = placement
+        self._pools = pools  # the sandbox backend's pools of pre-started sandboxes
 
     async def put(self, request: Request, body: bytes) -> Response:
         name = self._unqualified(request)
@@ -71,6 +74,7 @@ class ConcurrencyApi:
         shape: dict[str, Any] = {
             "counting": _plain(self._invoker.counting.statistics()),
             "placement": _plain(self._placement.statistics()),
+            "pools": self._pools(),
         }
         return Response(json.dumps(shape), media_type="application/json")
 

@@ -142,6 +142,10 @@ class SandboxBackend(Protocol):
         """Start a sandbox with its agent running; raises ``SandboxError``."""
         ...
 
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Its pools of pre-started sandboxes, by name (``{}`` for a backend without)."""
+        ...
+
     async def close(self) -> None:
         """Release backend-wide resources (after every sandbox was killed)."""
         ...

@@ -274,6 +274,14 @@ class NamespaceBackend:
                 zygote.spawn()
         return zygote
 
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Each warm pool (by interpreter): sandboxes ready, refilling, paused for memory."""
+        return {
+            interpreter: {"ready": pool.ready, "refilling": int(pool.refilling),
+                          "memory_low": int(pool.low_memory_seen)}
+            for interpreter, pool in self._pools.items()
+        }  # fmt: skip
+
     def new_cgroup_name(self) -> str:
         return self.cgroup_prefix + uuid.uuid4().hex
 
@@ -470,6 +478,11 @@ class WarmPool:
     def ready(self) -> int:
         """How many pre-started sandboxes wait now."""
         return len(self._ready)
+
+    @property
+    def low_memory_seen(self) -> bool:
+        """Whether the last refill check found MemAvailable below the threshold."""
+        return self._memory_low
 
     @property
     def refilling(self) -> bool:
