@@ -12,6 +12,7 @@ import configparser
 import contextlib
 import logging
 import os
+import random
 import secrets
 import string
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
@@ -27,6 +29,7 @@ from ember.api.invoke import InvokeApi
 from ember.api.provisioned import ProvisionedApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
+from ember.api.versions import VersionsApi
 from ember.clock import Clock, SystemClock
 from ember.control.code import extract_zip
 from ember.control.registry import FunctionRegistry
@@ -106,8 +109,9 @@ class Ember:
             settings.region,
             settings.account_id,
             runtimes=catalogue.identifiers,
-            on_change=lambda name: changed(name),  # noqa: PLW0108 (defined below)
+            on_change=lambda name, version: changed(name, version),  # noqa: PLW0108 (below)
             account_concurrency=settings.account_concurrency,
+            rng=random.Random(settings.routing_seed),  # noqa: S311 - traffic split, not a secret
         )
         counting = Counting(registry.account_concurrency)
         provisioned = ProvisionedConcurrency(
@@ -116,12 +120,14 @@ class Ember:
             store,
         )
 
-        def changed(name: str) -> None:
-            """A function changed or is gone: its idle environments (and if it is gone,
-            its provisioned concurrency) go."""
-            placement.retire(name)
-            if all(r.name != name for r in registry.list()):
-                asyncio.get_running_loop().create_task(provisioned.forget_function(name))
+        def changed(name: str, version: str | None) -> None:
+            """A function or one version changed or is gone: its idle environments go, and
+            the provisioned concurrency of what is gone goes too."""
+            placement.retire(name, version)
+            gone = all(r.name != name for r in registry.list())
+            if gone or version not in (None, "$LATEST"):
+                lost = None if gone else version
+                asyncio.get_running_loop().create_task(provisioned.forget(name, lost))
 
         invoker = Invoker(
             launcher,
@@ -164,6 +170,8 @@ class Ember:
             concurrency=ConcurrencyApi(
                 functions, registry, invoker, placement, pools=backend.statistics
             ),
+            versions=VersionsApi(functions, registry),
+            aliases=AliasesApi(functions, registry),
             provisioned=provisioned_api,
         )
         ember = cls(

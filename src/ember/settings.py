@@ -80,6 +80,7 @@ class Settings:
     memory_budget_mb: int = field(default_factory=default_memory_budget_mb)
     memory_wait_s: float = 5.0  # an invoke with no room waits this long, then gets a 429
     sandbox_pool_min_available_mb: int = 512  # warm pool refills pause below this MemAvailable
+    routing_seed: int | None = None  # seeds weighted alias routing (tests); None = random
 
     @property
     def endpoint_url(self) -> str:
@@ -127,6 +128,7 @@ NUMBERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "EMBER_MEMORY_BUDGET_MB": ("memory_budget_mb", int),
     "EMBER_MEMORY_WAIT_SECONDS": ("memory_wait_s", float),
     "EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB": ("sandbox_pool_min_available_mb", int),
+    "EMBER_ROUTING_SEED": ("routing_seed", int),
 }
 
 

@@ -8,8 +8,6 @@ registry, and renders the record (``api.shapes``). No handler builds error JSON.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import hmac
 import time
@@ -19,16 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.api.http import json_response, parse_count, parse_json_object
+from ember.api.paging import page
 from ember.api.shapes import function_configuration
 from ember.control.registry import FunctionRegistry
 from ember.control.validation import parse_create_function
 from ember.errors import AccessDeniedException, InvalidParameterValueException
 from ember.model.arns import merge_qualifier, parse_function_ref, runtime_version_arn
-from ember.model.functions import FunctionRecord
+from ember.model.functions import LATEST, FunctionRecord
 from ember.store.blobs import BlobStore
 
 CODE_URL_TTL_S = 600  # like a presigned S3 URL: valid for ten minutes
-MAX_ITEMS = 10000
 
 
 class FunctionsApi:
@@ -53,9 +51,22 @@ class FunctionsApi:
         name, in_name = parse_function_ref(request.path_params["name"], self._region, self._account)
         return name, merge_qualifier(in_name, request.query_params.get("Qualifier"))
 
-    def configuration(self, record: FunctionRecord) -> dict[str, Any]:
+    def configuration(self, record: FunctionRecord, qualifier: str | None = None) -> dict[str, Any]:
+        """The FunctionConfiguration shape; ``qualifier`` qualifies its FunctionArn."""
         runtime_arn = runtime_version_arn(self._region, record.config.runtime)
-        return function_configuration(record, self._registry.arn(record.name), runtime_arn)
+        arn = self._registry.arn(record.name, qualifier)
+        return function_configuration(record, arn, runtime_arn)
+
+    def resolve_latest(self, request: Request) -> str:
+        """The function name of an operation that changes ``$LATEST`` only."""
+        name, qualifier = self.resolve(request)
+        if qualifier not in (None, LATEST):
+            self._registry.get(name, qualifier)  # a missing version or alias is a 404 first
+            raise InvalidParameterValueException(
+                f"Published versions and aliases are immutable: only $LATEST of {name} can be "
+                f"updated (qualifier {qualifier})."
+            )
+        return name
 
     async def create(self, _request: Request, body: bytes) -> Response:
         data = parse_json_object(body)  # decoding the zip's base64 happens off the loop
@@ -69,36 +80,37 @@ class FunctionsApi:
         name, qualifier = self.resolve(request)
         record = self._registry.get(name, qualifier)
         shape: dict[str, Any] = {
-            "Configuration": self.configuration(record),
+            "Configuration": self.configuration(record, qualifier),
             "Code": {"RepositoryType": "S3", "Location": self._code_url(request, record)},
         }
-        if record.tags:
-            shape["Tags"] = dict(record.tags)
+        tags = self._registry.get(name).tags  # the function's, whatever the qualifier
+        if tags:
+            shape["Tags"] = dict(tags)
         if record.reserved_concurrency is not None:
             shape["Concurrency"] = {"ReservedConcurrentExecutions": record.reserved_concurrency}
         return json_response(shape)
 
     async def get_configuration(self, request: Request, _body: bytes) -> Response:
         name, qualifier = self.resolve(request)
-        return json_response(self.configuration(self._registry.get(name, qualifier)))
+        record = self._registry.get(name, qualifier)
+        return json_response(self.configuration(record, qualifier))
 
     async def list(self, request: Request, _body: bytes) -> Response:
         records = self._registry.list()
-        start = _after_marker(records, request.query_params.get("Marker"))
-        limit = _max_items(request.query_params.get("MaxItems"))
-        page = records[start : start + limit]
-        shape: dict[str, Any] = {"Functions": [self.configuration(r) for r in page]}
-        if start + limit < len(records):
-            shape["NextMarker"] = _marker(page[-1].name)
+        chunk, marker = page(records, lambda r: r.name, str, request.query_params)
+        shape: dict[str, Any] = {"Functions": [self.configuration(r) for r in chunk]}
+        if marker is not None:
+            shape["NextMarker"] = marker
         return json_response(shape)
 
     async def update_code(self, request: Request, body: bytes) -> Response:
-        name, _ = self.resolve(request)
+        name = self.resolve_latest(request)
         record = await self._registry.update_code(name, parse_json_object(body))
-        return json_response(self.configuration(record))
+        qualifier = record.version if record.published else None  # Publish: the version
+        return json_response(self.configuration(record, qualifier))
 
     async def update_configuration(self, request: Request, body: bytes) -> Response:
-        name, _ = self.resolve(request)
+        name = self.resolve_latest(request)
         record = await self._registry.update_configuration(name, parse_json_object(body))
         return json_response(self.configuration(record))
 
@@ -130,29 +142,3 @@ class FunctionsApi:
 
     def _url_signature(self, sha: str, expires: str) -> str:
         return hmac.new(self._url_key, f"{sha}:{expires}".encode(), hashlib.sha256).hexdigest()
-
-
-def _marker(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _after_marker(records: list[FunctionRecord], marker: str | None) -> int:
-    if not marker:
-        return 0
-    try:
-        after = base64.urlsafe_b64decode(marker.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidParameterValueException(f"Invalid marker: {marker}") from exc
-    return sum(1 for r in records if r.name <= after)
-
-
-def _max_items(value: str | None) -> int:
-    if value is None:
-        return 50
-    count = parse_count(value)
-    if count is None or not 1 <= count <= MAX_ITEMS:
-        raise InvalidParameterValueException(
-            f"1 validation error detected: Value '{value}' at 'maxItems' failed to satisfy "
-            f"constraint: Member must have value between 1 and {MAX_ITEMS}"
-        )
-    return count

@@ -46,7 +46,7 @@ class InvokeApi:
 
     async def invoke(self, request: Request, body: bytes) -> Response:
         name, qualifier = self._functions.resolve(request)
-        record = self._registry.get(name, qualifier)
+        record, _version = self._registry.resolve(name, qualifier)  # an alias picks by weight
         headers = request.headers
         invocation_type = _enum(
             headers.get("x-amz-invocation-type", "RequestResponse"),

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
 from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
@@ -29,6 +30,7 @@ from ember.api.http import (
 from ember.api.invoke import InvokeApi
 from ember.api.provisioned import ProvisionedApi
 from ember.api.sqs import SqsApi
+from ember.api.versions import VersionsApi
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, UnknownOperationException
 from ember.observe.logs import LogWriter
@@ -48,6 +50,8 @@ class Services:
     sqs: SqsApi | None = None  # the built-in queue service's edge (POST / + X-Amz-Target)
     event_sources: EventSourcesApi | None = None
     concurrency: ConcurrencyApi | None = None
+    versions: VersionsApi | None = None
+    aliases: AliasesApi | None = None
     provisioned: ProvisionedApi | None = None
 
 
@@ -80,6 +84,11 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_concurrency_routes(services.concurrency, op))
     if services.event_sources is not None:
         routes.extend(_event_source_routes(services.event_sources, op))
+    if services.versions is not None:
+        routes.append(Route(fn + "/versions", op(services.versions.publish), methods=["POST"]))
+        routes.append(Route(fn + "/versions", op(services.versions.list), methods=["GET"]))
+    if services.aliases is not None:
+        routes.extend(_alias_routes(services.aliases, op))
     if services.provisioned is not None:
         routes.extend(_provisioned_routes(services.provisioned, op))
     app = Starlette(routes=routes)
@@ -105,6 +114,17 @@ def _provisioned_routes(api: ProvisionedApi, op: Callable[[Handler], Any]) -> li
         Route(path, op(api.put), methods=["PUT"]),
         Route(path, op(api.get), methods=["GET"]),  # Get, or List with ?List=ALL
         Route(path, op(api.delete), methods=["DELETE"]),
+    ]
+
+
+def _alias_routes(api: AliasesApi, op: Callable[[Handler], Any]) -> list[Route]:
+    aliases = "/2015-03-31/functions/{name}/aliases"
+    return [
+        Route(aliases, op(api.create), methods=["POST"]),
+        Route(aliases, op(api.list), methods=["GET"]),
+        Route(aliases + "/{alias}", op(api.get), methods=["GET"]),
+        Route(aliases + "/{alias}", op(api.update), methods=["PUT"]),
+        Route(aliases + "/{alias}", op(api.delete), methods=["DELETE"]),
     ]
 
 

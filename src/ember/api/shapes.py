@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ember.model.functions import FunctionRecord
+from ember.model.functions import AliasRecord, FunctionRecord
 
 
 def last_modified(epoch: float) -> str:
@@ -51,6 +51,20 @@ def function_configuration(record: FunctionRecord, arn: str, runtime_arn: str) -
     if config.dead_letter_target:
         shape["DeadLetterConfig"] = {"TargetArn": config.dead_letter_target}
     shape.update(config.echoed)
+    return shape
+
+
+def alias_configuration(alias: AliasRecord, arn: str) -> dict[str, Any]:
+    """AliasConfiguration; ``RoutingConfig`` only when the alias routes to a second version."""
+    shape: dict[str, Any] = {
+        "AliasArn": arn,
+        "Name": alias.name,
+        "FunctionVersion": alias.function_version,
+        "Description": alias.description,
+        "RevisionId": alias.revision_id,
+    }
+    if alias.routing:
+        shape["RoutingConfig"] = {"AdditionalVersionWeights": dict(alias.routing)}
     return shape
 
 

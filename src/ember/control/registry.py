@@ -1,4 +1,5 @@
-"""The function registry: create, read, update, delete functions, with Lambda's lifecycle.
+"""The function registry: functions, their published versions and aliases, with Lambda's
+lifecycle.
 
 Lifecycle (lambda-spec.md §5.6): CreateFunction answers ``State: Pending``; once the code
 is unpacked the function turns ``Active`` (with a new RevisionId). An update answers
@@ -6,15 +7,23 @@ is unpacked the function turns ``Active`` (with a new RevisionId). An update ans
 while one is in progress is refused with 409. Records left Pending/InProgress by a crash
 are finished at the next start.
 
-Scope: one per server. Invariants: the in-memory map equals the store's rows (every write
-goes to the store first, then the map); writes are serialised by one lock; ``on_change``
-is called after every change of code, configuration or existence of a function.
+Qualifiers (``get`` / ``resolve``): none or ``$LATEST`` is ``$LATEST``; a number is that
+published version (``control/versions.py``); anything else is an alias (``aliases.py``),
+which ``resolve`` turns into one of its versions by weight. Versions are immutable: updates
+touch ``$LATEST`` only. Reserved concurrency is the function's, shared by all versions.
+
+Scope: one per server. Invariants: the in-memory maps equal the store's rows (every write
+goes to the store first, then the maps); writes are serialised by one lock;
+``on_change(name, version)`` is called after every change of code, configuration or
+existence of ``$LATEST`` (version ``$LATEST``), of one version, or of the whole function
+(``None``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,6 +31,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ember.clock import Clock
+from ember.control import versions as v
+from ember.control.aliases import Aliases, pick
 from ember.control.code import inspect_zip
 from ember.control.validation import (
     CreateFunctionInput,
@@ -35,7 +46,7 @@ from ember.errors import (
     ResourceNotFoundException,
 )
 from ember.model.arns import function_arn
-from ember.model.functions import CodeInfo, FunctionRecord, State, UpdateStatus
+from ember.model.functions import LATEST, CodeInfo, FunctionRecord, State, UpdateStatus
 from ember.store.base import Store
 from ember.store.blobs import BlobStore
 
@@ -43,10 +54,7 @@ log = logging.getLogger("ember.control")
 
 UNRESERVED_MINIMUM = 100  # Lambda keeps at least this much of the account unreserved
 
-REVISION_MISMATCH = (
-    "The Revision Id provided does not match the latest Revision Id. "
-    "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
-)
+REVISION_MISMATCH = v.REVISION_MISMATCH
 
 
 class FunctionRegistry:
@@ -58,8 +66,9 @@ class FunctionRegistry:
         region: str,
         account_id: str,
         runtimes: Callable[[], list[str]],
-        on_change: Callable[[str], None] = lambda _name: None,
+        on_change: Callable[[str, str | None], None] = lambda _name, _version: None,
         account_concurrency: int = 1000,
+        rng: random.Random | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -70,18 +79,22 @@ class FunctionRegistry:
         self._on_change = on_change
         self.account_concurrency = account_concurrency
         self._functions: dict[str, FunctionRecord] = {}  # name => current $LATEST record
+        self._versions: dict[str, dict[str, FunctionRecord]] = {}  # name => number => version
         self._lock = asyncio.Lock()
+        self.aliases = Aliases(store, self, self._lock, rng)
         self._transitions: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
-        """Read every function from the store and finish interrupted transitions."""
+        """Read every function, version and alias; finish interrupted transitions."""
         for record in await self._store.list_functions():
             self._functions[record.name] = record
-            if (
-                record.state is State.PENDING
-                or record.last_update_status is UpdateStatus.IN_PROGRESS
-            ):
-                self._schedule_settle(record.name)
+        for version in await self._store.list_versions():
+            self._versions.setdefault(version.name, {})[version.version] = version
+        self.aliases.load(await self._store.list_aliases())
+        for name, record in self._functions.items():
+            versions = self._versions.get(name, {}).values()
+            if self._unsettled(record) or any(x.state is State.PENDING for x in versions):
+                self._schedule_settle(name)
 
     def installed_runtimes(self) -> list[str]:
         return self._runtimes()
@@ -90,10 +103,40 @@ class FunctionRegistry:
         return function_arn(self._region, self._account, name, qualifier)
 
     def get(self, name: str, qualifier: str | None = None) -> FunctionRecord:
-        record = self._functions.get(name)
-        if record is None or qualifier not in (None, "$LATEST"):
+        """The record ``qualifier`` names: $LATEST, a version, or an alias's primary version."""
+        latest = self._functions.get(name)
+        if latest is None:
             raise ResourceNotFoundException(f"Function not found: {self.arn(name, qualifier)}")
-        return record
+        if qualifier is None or qualifier == LATEST:
+            return latest
+        if not v.is_version_number(qualifier):
+            alias = self.aliases.find(name, qualifier)
+            if alias is None:
+                raise ResourceNotFoundException(f"Function not found: {self.arn(name, qualifier)}")
+            qualifier = alias.function_version
+            if qualifier == LATEST:
+                return latest
+        version = self._versions.get(name, {}).get(qualifier)
+        if version is None:
+            raise ResourceNotFoundException(f"Function not found: {self.arn(name, qualifier)}")
+        if version.reserved_concurrency != latest.reserved_concurrency:  # the function's
+            version = replace(version, reserved_concurrency=latest.reserved_concurrency)
+        return version
+
+    def resolve(self, name: str, qualifier: str | None = None) -> tuple[FunctionRecord, str]:
+        """What one invocation runs: the record and its version (an alias picks by weight)."""
+        if qualifier is not None and qualifier != LATEST and not v.is_version_number(qualifier):
+            alias = self.aliases.find(name, qualifier)
+            if alias is not None and alias.routing:
+                record = self.get(name, pick(alias, self.aliases.rng))
+                return record, record.version
+        record = self.get(name, qualifier)
+        return record, record.version
+
+    def versions(self, name: str) -> list[FunctionRecord]:
+        """$LATEST and every published version, in ListVersionsByFunction's order."""
+        latest = self.get(name)
+        return v.ordered(latest, [self.get(name, n) for n in self._versions.get(name, {})])
 
     def reserved_total(self) -> int:
         return sum(r.reserved_concurrency or 0 for r in self._functions.values())
@@ -122,10 +165,7 @@ class FunctionRegistry:
         return [self._functions[name] for name in sorted(self._functions)]
 
     async def create(self, command: CreateFunctionInput) -> FunctionRecord:
-        if command.publish:
-            raise InvalidParameterValueException(
-                "Publish is not supported yet by Ember: create the function without it."
-            )
+        """CreateFunction; with ``Publish`` the answer is version 1 (Pending, like $LATEST)."""
         code = await self._store_code(command.zip_file)
         async with self._lock:
             if command.name in self._functions:
@@ -141,35 +181,98 @@ class FunctionRegistry:
             if not await self._store.create_function(record):
                 raise ResourceConflictException(f"Function already exist: {command.name}")
             self._functions[record.name] = record
-        self._on_change(record.name)
+            if command.publish:
+                record = await self._publish_locked(record.name, None, None, None, pending=True)
+        self._on_change(record.name, None)
         self._schedule_settle(record.name)
         return record
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         self.get(name)  # a missing function is a 404 before any work on the upload
         command = await asyncio.to_thread(parse_update_code, body)
-        if command.publish:
-            raise InvalidParameterValueException(
-                "Publish is not supported yet by Ember: update the code without it."
-            )
         code = await self._store_code(command.zip_file)
         if command.dry_run:
             return replace(self.get(name), code=code)
-        return await self._update(name, command.revision_id, lambda r: replace(r, code=code))
+        return await self._update(
+            name, command.revision_id, lambda r: replace(r, code=code), publish=command.publish
+        )
 
     async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         current = self.get(name)
         config, revision = parse_update_configuration(body, current.config, self._runtimes())
         return await self._update(name, revision, lambda r: replace(r, config=config))
 
+    async def publish(
+        self,
+        name: str,
+        code_sha256: str | None = None,
+        description: str | None = None,
+        revision_id: str | None = None,
+    ) -> FunctionRecord:
+        """PublishVersion: a new version, or the last one if nothing changed since."""
+        async with self._lock:
+            return await self._publish_locked(name, code_sha256, description, revision_id)
+
     async def delete(self, name: str, qualifier: str | None = None) -> None:
-        if qualifier not in (None, "$LATEST"):
-            raise ResourceNotFoundException(f"Function not found: {self.arn(name, qualifier)}")
+        """DeleteFunction: the whole function (versions and aliases too), or one version."""
         async with self._lock:
             self.get(name)
+            if qualifier is not None:
+                await self._delete_version(name, qualifier)
+                return
             await self._store.delete_function(name)
             del self._functions[name]
-        self._on_change(name)
+            self._versions.pop(name, None)
+            self.aliases.forget(name)
+        self._on_change(name, None)
+
+    async def _delete_version(self, name: str, qualifier: str) -> None:
+        if qualifier == LATEST:
+            raise InvalidParameterValueException(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
+        if not v.is_version_number(qualifier):
+            raise InvalidParameterValueException(
+                f"Deletion of aliases is not supported by DeleteFunction: use DeleteAlias "
+                f"for {self.arn(name, qualifier)}."
+            )
+        if qualifier not in self._versions.get(name, {}):
+            raise ResourceNotFoundException(f"Function not found: {self.arn(name, qualifier)}")
+        users = self.aliases.referencing(name, qualifier)
+        if users:
+            raise ResourceConflictException(
+                "Unable to delete version because the following aliases reference it: "
+                f"[{', '.join(users)}]"
+            )
+        await self._store.delete_version(name, qualifier)
+        del self._versions[name][qualifier]
+        self._on_change(name, qualifier)
+
+    async def _publish_locked(
+        self,
+        name: str,
+        code_sha256: str | None,
+        description: str | None,
+        revision_id: str | None,
+        *,
+        pending: bool = False,
+    ) -> FunctionRecord:
+        """Publish ``$LATEST`` (``pending``: also while it settles, for Publish=true)."""
+        latest = self.get(name)
+        v.check_preconditions(latest, code_sha256, revision_id)
+        if not pending and self._unsettled(latest):
+            raise self._in_progress(name)
+        previous = self._versions.get(name, {}).get(str(latest.last_version))
+        if v.unchanged(latest, previous):
+            return self.get(name, str(latest.last_version))
+        number = latest.last_version + 1
+        version = v.snapshot(latest, number, description)
+        bumped = replace(latest, last_version=number, revision_id=str(uuid.uuid4()))
+        if not await self._store.publish_version(bumped, latest.revision_id, version):
+            raise self._changed_concurrently(name)
+        self._functions[name] = bumped
+        self._versions.setdefault(name, {})[version.version] = version
+        return version
 
     async def close(self) -> None:
         for task in list(self._transitions):
@@ -181,19 +284,15 @@ class FunctionRegistry:
         name: str,
         expected_revision: str | None,
         change: Callable[[FunctionRecord], FunctionRecord],
+        *,
+        publish: bool = False,
     ) -> FunctionRecord:
         async with self._lock:
             current = self.get(name)
             if expected_revision is not None and expected_revision != current.revision_id:
                 raise PreconditionFailedException(REVISION_MISMATCH)
-            if (
-                current.last_update_status is UpdateStatus.IN_PROGRESS
-                or current.state is State.PENDING
-            ):
-                raise ResourceConflictException(
-                    "The operation cannot be performed at this time. An update is in progress "
-                    f"for resource: {self.arn(name)}"
-                )
+            if self._unsettled(current):
+                raise self._in_progress(name)
             record = replace(
                 change(current),
                 revision_id=str(uuid.uuid4()),
@@ -203,9 +302,28 @@ class FunctionRegistry:
                 last_update_status_reason_code="Creating",
             )
             await self._replace(current, record)
-        self._on_change(name)
+            if publish:
+                record = await self._publish_locked(name, None, None, None, pending=True)
+        self._on_change(name, LATEST)
         self._schedule_settle(name)
         return record
+
+    @staticmethod
+    def _unsettled(record: FunctionRecord) -> bool:
+        return (
+            record.state is State.PENDING or record.last_update_status is UpdateStatus.IN_PROGRESS
+        )
+
+    def _in_progress(self, name: str) -> ResourceConflictException:
+        return ResourceConflictException(
+            "The operation cannot be performed at this time. An update is in progress "
+            f"for resource: {self.arn(name)}"
+        )
+
+    def _changed_concurrently(self, name: str) -> ResourceConflictException:
+        return ResourceConflictException(
+            f"The function {self.arn(name)} was changed concurrently; try again."
+        )
 
     async def _store_code(self, zip_file: bytes) -> CodeInfo:
         summary = await asyncio.to_thread(inspect_zip, zip_file)  # decompresses: off the loop
@@ -248,12 +366,22 @@ class FunctionRegistry:
                     last_update_status_reason_code=None,
                 )
             else:
-                return
-            await self._replace(current, settled)
+                settled = current
+            if settled is not current:
+                await self._replace(current, settled)
+            await self._settle_versions(name)
+
+    async def _settle_versions(self, name: str) -> None:
+        """Versions published while $LATEST settled (Publish=true) turn Active with it."""
+        versions = self._versions.get(name, {})
+        for number, version in list(versions.items()):
+            if version.state is State.PENDING:
+                await self._blobs.unpacked(version.code.sha256_hex)
+                active = v.settled(version)
+                await self._store.replace_version(active)
+                versions[number] = active
 
     async def _replace(self, current: FunctionRecord, record: FunctionRecord) -> None:
         if not await self._store.replace_function(record, current.revision_id):
-            raise ResourceConflictException(
-                f"The function {self.arn(record.name)} was changed concurrently; try again."
-            )
+            raise self._changed_concurrently(record.name)
         self._functions[record.name] = record

@@ -3,7 +3,9 @@
 A warm idle environment of the same function generation is reused (most recently used
 first, so the others can age out); otherwise a new one is launched. Idle environments
 are stopped after the keep-alive; a changed function (new code or configuration) never
-reuses an environment of its old generation.
+reuses an environment of its old generation. A generation belongs to one version:
+``$LATEST`` and version 1 never share an environment, even with the same code (an alias
+runs in the environments of the versions it routes to).
 
 Host memory (``budget.py``): every live environment holds its ``MemorySize`` of the
 budget, from the moment its start is decided until it is stopped. A new environment that
@@ -43,6 +45,7 @@ from ember.invocation.environment import EnvState, ExecutionEnvironment
 from ember.model.functions import FunctionRecord
 
 Starter = Callable[[FunctionRecord], Awaitable[ExecutionEnvironment]]
+Generation = tuple[str, str, str, float]
 DEFAULT_MEMORY_WAIT_S = 5.0
 
 
@@ -55,9 +58,9 @@ class StartKind(enum.StrEnum):
     PROVISIONED = "provisioned"  # an environment initialised ahead (provisioned concurrency)
 
 
-def generation(record: FunctionRecord) -> tuple[str, str, float]:
-    """Environments are interchangeable only within one code + configuration."""
-    return (record.name, record.code.sha256_hex, record.last_modified)
+def generation(record: FunctionRecord) -> Generation:
+    """Environments are interchangeable only within one version's code + configuration."""
+    return (record.name, record.version, record.code.sha256_hex, record.last_modified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +96,10 @@ class Placement:
         self.budget = budget or MemoryBudget(UNBOUNDED_MB, clock)
         self._memory_wait_s = memory_wait_s
         # generation => idle environments, most recently used last
-        self._idle: dict[tuple[str, str, float], list[ExecutionEnvironment]] = {}
+        self._idle: dict[Generation, list[ExecutionEnvironment]] = {}
         self._busy: set[ExecutionEnvironment] = set()
-        # function name => the generation last asked for; older ones are not kept idle
-        self._current: dict[str, tuple[str, str, float]] = {}
+        # (function, version) => the generation last asked for; older ones are not kept idle
+        self._current: dict[tuple[str, str], Generation] = {}
         self._memory: dict[ExecutionEnvironment, int] = {}  # live environment => its MB
         self._names: dict[ExecutionEnvironment, str] = {}  # live environment => function
         self._kinds: dict[ExecutionEnvironment, StartKind] = {}  # handed out => how started
@@ -104,7 +107,7 @@ class Placement:
         self._started = self._stopped = self._reused = self._evicted = 0
         self._starts: Counter[str] = Counter()
         self._provisioned: set[ExecutionEnvironment] = set()
-        self._provisioned_idle: dict[tuple[str, str, float], list[ExecutionEnvironment]] = {}
+        self._provisioned_idle: dict[Generation, list[ExecutionEnvironment]] = {}
         # told when a provisioned environment is gone (died, or reset after a timeout)
         self.on_provisioned_lost: Callable[[ExecutionEnvironment], None] = lambda _env: None
 
@@ -112,7 +115,8 @@ class Placement:
     async def environment(self, record: FunctionRecord) -> AsyncIterator[ExecutionEnvironment]:
         """An environment for ``record`` for the duration of the block (429 if no memory)."""
         key = generation(record)
-        self._current[record.name] = key
+        version = (record.name, record.version)
+        self._current[version] = key
         env, kind = await self._acquire(record, key)
         self._busy.add(env)
         self._kinds[env] = kind
@@ -124,7 +128,7 @@ class Placement:
             self._kinds.pop(env, None)
             if env in self._provisioned:
                 self._provisioned_back(env, key)
-            elif env.state is EnvState.READY and self._current.get(record.name) == key:
+            elif env.state is EnvState.READY and self._current.get(version) == key:
                 self._idle.setdefault(key, []).append(env)
                 self.budget.changed()  # evictable now: a waiting start may use its memory
             else:
@@ -170,14 +174,20 @@ class Placement:
                 del self._idle[key]
         return count
 
-    def retire(self, function_name: str) -> None:
-        """Stop the idle environments of a function (it changed or was deleted).
+    def retire(self, function_name: str, version: str | None = None) -> None:
+        """Stop the idle environments of one version of a function, or of all of its
+        versions (``None``): it changed or was deleted.
 
-        Busy ones are stopped when they come back: the function has no current generation
+        Busy ones are stopped when they come back: the version has no current generation
         until it is invoked again.
         """
-        self._current.pop(function_name, None)
-        for key in [k for k in self._idle if k[0] == function_name]:
+
+        def matches(name: str, ver: str) -> bool:
+            return name == function_name and version in (None, ver)
+
+        for current in [c for c in self._current if matches(*c)]:
+            del self._current[current]
+        for key in [k for k in self._idle if matches(k[0], k[1])]:
             for env in self._idle.pop(key):
                 self._stop_later(env)
 
@@ -231,7 +241,7 @@ class Placement:
                 for name, c in sorted(counts.items())}  # fmt: skip
 
     async def _acquire(
-        self, record: FunctionRecord, key: tuple[str, str, float]
+        self, record: FunctionRecord, key: Generation
     ) -> tuple[ExecutionEnvironment, StartKind]:
         """An idle environment of ``key``, or a new one once the budget has room for it."""
         env = await self._take_provisioned(key, record.config.timeout)
@@ -277,7 +287,7 @@ class Placement:
         return env
 
     async def _take_provisioned(
-        self, key: tuple[str, str, float], timeout_s: float
+        self, key: Generation, timeout_s: float
     ) -> ExecutionEnvironment | None:
         envs = self._provisioned_idle.get(key)
         while envs:
@@ -287,7 +297,7 @@ class Placement:
             self._lose(env)
         return None
 
-    def _provisioned_back(self, env: ExecutionEnvironment, key: tuple[str, str, float]) -> None:
+    def _provisioned_back(self, env: ExecutionEnvironment, key: Generation) -> None:
         if env.state is EnvState.READY:
             self._provisioned_idle.setdefault(key, []).append(env)
         else:
@@ -333,9 +343,7 @@ class Placement:
                     del self._idle[key]
                 return
 
-    async def _take_idle(
-        self, key: tuple[str, str, float], timeout_s: float
-    ) -> ExecutionEnvironment | None:
+    async def _take_idle(self, key: Generation, timeout_s: float) -> ExecutionEnvironment | None:
         """The most recently used idle environment whose runtime is back on ``/next``."""
         envs = self._idle.get(key)
         while envs:

@@ -126,11 +126,15 @@ class ProvisionedConcurrency:
         self._drop(allocation)
         return True
 
-    async def forget_function(self, function_name: str) -> None:
-        """The function is gone: every configuration of it goes too."""
-        await self._store.delete_provisioned(function_name)
+    async def forget(self, function_name: str, version: str | None = None) -> None:
+        """The function (``version`` None) or one version is gone: its configurations go."""
+        if version is None:
+            await self._store.delete_provisioned(function_name)
         for key in [k for k in self._allocations if k[0] == function_name]:
-            self._drop(self._allocations[key])
+            allocation = self._allocations[key]
+            if version is None or allocation.record.version == version:
+                await self._store.delete_provisioned(function_name, key[1])
+                self._drop(allocation)
 
     def get(self, function_name: str, qualifier: str) -> ProvisionedState | None:
         allocation = self._allocations.get((function_name, qualifier))

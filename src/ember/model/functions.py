@@ -1,4 +1,9 @@
-"""What a function is: its user-set configuration, its code identity, its lifecycle state.
+"""What a function is: its user-set configuration, its code identity, its lifecycle state,
+its published versions and its aliases.
+
+A published version is a ``FunctionRecord`` whose ``version`` is its number ("1", "2", …):
+an immutable snapshot of ``$LATEST``'s code and configuration. An alias is a named pointer
+to one version, optionally with a second version and the weight of traffic it gets.
 
 All records are frozen; a change makes a new record (``dataclasses.replace``), which is
 what the store persists. Field names follow Python style; ``api/`` maps them to the
@@ -92,3 +97,29 @@ class FunctionRecord:
     tags: MappingProxyType[str, str] = field(default_factory=frozen_map)
     version: str = LATEST
     reserved_concurrency: int | None = None  # PutFunctionConcurrency; None = unreserved
+    # On $LATEST only: the highest version number ever published (numbers are never reused).
+    last_version: int = 0
+
+    @property
+    def published(self) -> bool:
+        return self.version != LATEST
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    """One alias of a function: ``name`` → ``function_version`` (+ one weighted extra).
+
+    Invariant: ``revision_id`` changes on every persisted change; ``routing`` holds at most
+    one version (never ``function_version`` itself) with a weight in [0, 1].
+    """
+
+    function_name: str
+    name: str
+    function_version: str
+    revision_id: str
+    description: str = ""
+    routing: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def versions(self) -> tuple[str, ...]:
+        """Every version this alias can route to, the primary first."""
+        return (self.function_version, *self.routing)

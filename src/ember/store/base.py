@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ember.model.functions import FunctionRecord
+from ember.model.functions import AliasRecord, FunctionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,36 @@ class Store(Protocol):
         """Every function, ordered by name."""
         ...
 
-    async def delete_function(self, name: str) -> bool: ...
+    async def delete_function(self, name: str) -> bool:
+        """Delete a function with its versions and aliases (one transaction)."""
+        ...
+
+    async def publish_version(
+        self, latest: FunctionRecord, expected_revision: str, version: FunctionRecord
+    ) -> bool:
+        """Compare-and-set ``$LATEST`` (its new ``last_version``) and insert ``version``,
+        in one transaction; False (nothing written) if the revision did not match."""
+        ...
+
+    async def replace_version(self, version: FunctionRecord) -> None:
+        """Overwrite a published version's row (its lifecycle state only ever changes)."""
+        ...
+
+    async def list_versions(self) -> list[FunctionRecord]:
+        """Every published version of every function, by name then number."""
+        ...
+
+    async def delete_version(self, name: str, version: str) -> bool: ...
+
+    async def put_alias(self, alias: AliasRecord, expected_revision: str | None) -> bool:
+        """Insert (``expected_revision=None``; False if it exists) or compare-and-set."""
+        ...
+
+    async def delete_alias(self, function_name: str, name: str) -> bool: ...
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        """Every alias of every function, by function then alias name."""
+        ...
 
     async def append_logs(self, events: Sequence[LogEvent]) -> None: ...
 

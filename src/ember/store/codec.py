@@ -1,4 +1,4 @@
-"""FunctionRecord <-> JSON text, for the store. Pure.
+"""FunctionRecord and AliasRecord <-> JSON text, for the store. Pure.
 
 The JSON is the store's own format, not the wire format: field names are the
 dataclasses' names, and a missing field takes its default (so records written by an
@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ember.model.functions import (
+    AliasRecord,
     CodeInfo,
     FunctionConfig,
     FunctionRecord,
@@ -41,6 +42,18 @@ def load_record(text: str) -> FunctionRecord:
     if data.get("last_update_status") is not None:
         data["last_update_status"] = UpdateStatus(data["last_update_status"])
     return FunctionRecord(**_known(FunctionRecord, data))
+
+
+def dump_alias(alias: AliasRecord) -> str:
+    return json.dumps(_plain(alias), separators=(",", ":"))
+
+
+def load_alias(text: str) -> AliasRecord:
+    data: dict[str, Any] = json.loads(text)
+    data["routing"] = MappingProxyType(
+        {version: float(weight) for version, weight in data.get("routing", {}).items()}
+    )
+    return AliasRecord(**_known(AliasRecord, data))
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -3,22 +3,26 @@
 aiosqlite runs every statement on its own worker thread, so nothing here blocks the
 event loop. Every cursor is closed explicitly (``async with``), on that thread: a cursor
 left to the garbage collector is reset on the loop thread, racing the worker that may be
-reusing the same cached statement (SQLITE_MISUSE under load). WAL with
+reusing the same cached statement (SQLITE_MISUSE under load). Statements of concurrent
+coroutines share the one connection, so a write that spans several statements (publish,
+delete a function with its versions and aliases) holds ``_writing``, and so does every
+other commit: no one commits another's half-done transaction. WAL with
 ``synchronous=NORMAL`` survives a kill of the server process (a committed transaction is
 in the WAL before ``commit`` returns).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
 
-from ember.model.functions import FunctionRecord
+from ember.model.functions import AliasRecord, FunctionRecord
 from ember.model.provisioned import ProvisionedConfig
 from ember.store.base import LogEvent
-from ember.store.codec import dump_record, load_record
+from ember.store.codec import dump_alias, dump_record, load_alias, load_record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS functions (
@@ -34,6 +38,19 @@ CREATE TABLE IF NOT EXISTS log_events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_events_by_group ON log_events (log_group, seq);
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    function_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (function_name, name)
+);
 """
 PROVISIONED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS provisioned_concurrency (
@@ -49,11 +66,14 @@ CREATE TABLE IF NOT EXISTS provisioned_concurrency (
 class SqliteStore:
     """Scope: one per server process; owns one connection.
 
-    Invariant: ``functions.revision`` always equals the stored record's ``revision_id``.
+    Invariants: ``functions.revision`` always equals the stored record's ``revision_id``
+    (``aliases.revision`` likewise); a version or alias row exists only while its
+    function's row does.
     """
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
+        self._writing = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -68,22 +88,16 @@ class SqliteStore:
         return cls(connection)
 
     async def create_function(self, record: FunctionRecord) -> bool:
-        async with self._db.execute(
+        return await self._write(
             "INSERT OR IGNORE INTO functions (name, revision, record) VALUES (?, ?, ?)",
             (record.name, record.revision_id, dump_record(record)),
-        ) as cursor:
-            inserted = cursor.rowcount == 1
-        await self._db.commit()
-        return inserted
+        )
 
     async def replace_function(self, record: FunctionRecord, expected_revision: str) -> bool:
-        async with self._db.execute(
+        return await self._write(
             "UPDATE functions SET revision = ?, record = ? WHERE name = ? AND revision = ?",
             (record.revision_id, dump_record(record), record.name, expected_revision),
-        ) as cursor:
-            replaced = cursor.rowcount == 1
-        await self._db.commit()
-        return replaced
+        )
 
     async def get_function(self, name: str) -> FunctionRecord | None:
         async with self._db.execute(
@@ -98,18 +112,95 @@ class SqliteStore:
         return [load_record(row[0]) for row in rows]
 
     async def delete_function(self, name: str) -> bool:
-        async with self._db.execute("DELETE FROM functions WHERE name = ?", (name,)) as cursor:
-            deleted = cursor.rowcount == 1
-        await self._db.commit()
+        async with self._writing:
+            for statement in (
+                "DELETE FROM versions WHERE name = ?",
+                "DELETE FROM aliases WHERE function_name = ?",
+            ):
+                async with self._db.execute(statement, (name,)):
+                    pass
+            async with self._db.execute("DELETE FROM functions WHERE name = ?", (name,)) as c:
+                deleted = c.rowcount == 1
+            await self._db.commit()
         return deleted
 
+    async def publish_version(
+        self, latest: FunctionRecord, expected_revision: str, version: FunctionRecord
+    ) -> bool:
+        async with self._writing:
+            async with self._db.execute(
+                "UPDATE functions SET revision = ?, record = ? WHERE name = ? AND revision = ?",
+                (latest.revision_id, dump_record(latest), latest.name, expected_revision),
+            ) as cursor:
+                if cursor.rowcount != 1:
+                    await self._db.rollback()
+                    return False
+            async with self._db.execute(
+                "INSERT INTO versions (name, version, record) VALUES (?, ?, ?)",
+                (version.name, int(version.version), dump_record(version)),
+            ):
+                pass
+            await self._db.commit()
+        return True
+
+    async def replace_version(self, version: FunctionRecord) -> None:
+        await self._write(
+            "UPDATE versions SET record = ? WHERE name = ? AND version = ?",
+            (dump_record(version), version.name, int(version.version)),
+        )
+
+    async def list_versions(self) -> list[FunctionRecord]:
+        async with self._db.execute("SELECT record FROM versions ORDER BY name, version") as c:
+            rows = await c.fetchall()
+        return [load_record(row[0]) for row in rows]
+
+    async def delete_version(self, name: str, version: str) -> bool:
+        return await self._write(
+            "DELETE FROM versions WHERE name = ? AND version = ?", (name, int(version))
+        )
+
+    async def put_alias(self, alias: AliasRecord, expected_revision: str | None) -> bool:
+        if expected_revision is None:
+            return await self._write(
+                "INSERT OR IGNORE INTO aliases (function_name, name, revision, record) "
+                "VALUES (?, ?, ?, ?)",
+                (alias.function_name, alias.name, alias.revision_id, dump_alias(alias)),
+            )
+        return await self._write(
+            "UPDATE aliases SET revision = ?, record = ? "
+            "WHERE function_name = ? AND name = ? AND revision = ?",
+            (alias.revision_id, dump_alias(alias), alias.function_name, alias.name,
+             expected_revision),
+        )  # fmt: skip
+
+    async def delete_alias(self, function_name: str, name: str) -> bool:
+        return await self._write(
+            "DELETE FROM aliases WHERE function_name = ? AND name = ?", (function_name, name)
+        )
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        async with self._db.execute(
+            "SELECT record FROM aliases ORDER BY function_name, name"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [load_alias(row[0]) for row in rows]
+
     async def append_logs(self, events: Sequence[LogEvent]) -> None:
-        async with self._db.executemany(
-            "INSERT INTO log_events (log_group, log_stream, ts, message) VALUES (?, ?, ?, ?)",
-            [(e.group, e.stream, e.timestamp_ms, e.message) for e in events],
-        ):
-            pass
-        await self._db.commit()
+        async with self._writing:
+            async with self._db.executemany(
+                "INSERT INTO log_events (log_group, log_stream, ts, message) VALUES (?, ?, ?, ?)",
+                [(e.group, e.stream, e.timestamp_ms, e.message) for e in events],
+            ):
+                pass
+            await self._db.commit()
+
+    async def _write(self, statement: str, params: Sequence[object]) -> bool:
+        """One statement, committed; whether it changed exactly one row."""
+        async with self._writing:
+            async with self._db.execute(statement, params) as cursor:
+                changed = cursor.rowcount == 1
+            await self._db.commit()
+        return changed
 
     async def read_logs(
         self, group: str, *, stream: str | None = None, after_seq: int = 0, limit: int = 1000

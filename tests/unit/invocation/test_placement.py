@@ -120,3 +120,27 @@ async def test_statistics_count_environments_per_function(plane: Plane) -> None:
         "fn": {"idle": 0, "busy": 1, "provisioned": 0},
         "other": {"idle": 1, "busy": 0, "provisioned": 0},
     }
+
+
+async def test_a_version_never_reuses_an_environment_of_latest(plane: Plane) -> None:
+    version_one = replace(plane.record, version="1")  # same code, same last change
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    result = await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    assert result.executed_version == "1"
+    assert len(plane.backend.started) == 2
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    assert len(plane.backend.started) == 2  # each version's own is reused
+    assert plane.placement.statistics().idle == 2
+
+
+async def test_retiring_one_version_keeps_the_others(plane: Plane) -> None:
+    version_one = replace(plane.record, version="1")
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    plane.placement.retire("fn", "$LATEST")  # UpdateFunctionCode: version 1 is unchanged
+    assert plane.placement.statistics().idle == 1
+    await plane.invoker.invoke(version_one, InvocationRequest(b"{}", ARN + ":1"))
+    assert len(plane.backend.started) == 2
+    plane.placement.retire("fn")  # DeleteFunction: every version
+    assert plane.placement.statistics().idle == 0
