@@ -207,6 +207,8 @@ class Ember:
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
             self.placement.reap()
+            if self.provisioned is not None:  # aliases may point elsewhere now
+                await self.provisioned.follow(self.registry.get)
 
     def begin_shutdown(self) -> None:
         """SIGTERM/SIGINT: pollers stop, then long polls end, so only real work holds us up."""

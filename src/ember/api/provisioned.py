@@ -7,6 +7,8 @@ Rules, as Lambda applies them (lambda-spec.md §7.1): a configuration lives on a
 published version or an alias, never ``$LATEST``; ``ProvisionedConcurrentExecutions`` ≥ 1;
 a function with reserved concurrency provisions at most its reservation (all its
 configurations together); one without draws on the unreserved pool, which must keep 100.
+An alias must point to a published version, without weights; a version and an alias that
+points to it cannot both be provisioned.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from ember.api.functions import FunctionsApi
 from ember.api.http import json_response, parse_json_object
 from ember.clock import Clock
 from ember.control.registry import UNRESERVED_MINIMUM, FunctionRegistry
+from ember.control.versions import is_version_number
 from ember.errors import (
     InvalidParameterValueException,
     ProvisionedConcurrencyConfigNotFoundException,
+    ResourceConflictException,
     ValidationException,
 )
 from ember.invocation.provisioned import ProvisionedConcurrency, ProvisionedState
+from ember.model.functions import FunctionRecord
 from ember.model.provisioned import ProvisionedConfig
 
 LATEST = "$LATEST"
@@ -38,6 +43,12 @@ OVER_RESERVED = (
     "reservedConcurrentExecution for function"
 )
 FIELD = "provisionedConcurrentExecutions"
+WEIGHTED = "Alias with weights can not be used with Provisioned Concurrency"
+VERSION_TAKEN = (
+    "Alias can't be used for Provisioned Concurrency configuration on an already "
+    "Provisioned version"
+)
+ALIAS_TAKEN = "Version is pointed by a Provisioned Concurrency alias"
 
 
 class ProvisionedApi:
@@ -72,6 +83,7 @@ class ProvisionedApi:
         assert qualifier is not None
         requested = _requested(parse_json_object(body).get("ProvisionedConcurrentExecutions"))
         record = self._registry.get(name, qualifier)
+        self._check_target(name, qualifier, record)
         self._check_limits(name, qualifier, requested)
         config = ProvisionedConfig(name, qualifier, requested, self._clock.wall())
         state = await self._provisioned.put(config, record)
@@ -110,6 +122,21 @@ class ProvisionedApi:
         assert qualifier is not None
         self._registry.get(name, qualifier)
         return name, qualifier
+
+    def _check_target(self, name: str, qualifier: str, record: FunctionRecord) -> None:
+        """Lambda's rules on what may be provisioned (see the module docstring)."""
+        if record.version == LATEST:  # an alias of $LATEST
+            raise InvalidParameterValueException(UNPUBLISHED)
+        if is_version_number(qualifier):
+            for alias in self._registry.aliases.of(name, qualifier):
+                if self._provisioned.get(name, alias.name) is not None:
+                    raise ResourceConflictException(ALIAS_TAKEN)
+            return
+        alias = self._registry.aliases.get(name, qualifier)
+        if alias.routing:
+            raise InvalidParameterValueException(WEIGHTED)
+        if self._provisioned.get(name, alias.function_version) is not None:
+            raise ResourceConflictException(VERSION_TAKEN)
 
     def _check_limits(self, name: str, qualifier: str, requested: int) -> None:
         existing = self._provisioned.get(name, qualifier)

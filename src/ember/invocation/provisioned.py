@@ -9,7 +9,8 @@ while allocating, ``READY`` once ``requested`` are initialised, ``FAILED`` with 
 when an init fails (``FUNCTION_ERROR_INIT_FAILURE``, as Lambda says) or the host memory
 budget has no room. Environments are kept (never reaped, never evicted); one that dies is
 replaced. Lowering ``requested`` or deleting the configuration gives environments back
-(idle ones are stopped at once, busy ones when their invoke ends).
+(idle ones are stopped at once, busy ones when their invoke ends). When an alias is
+pointed elsewhere, ``follow`` (run with the reaper) moves its configuration along.
 
 Configurations are durable (the store's ``provisioned_concurrency`` table) and allocated
 again after a restart (``load``).
@@ -135,6 +136,19 @@ class ProvisionedConcurrency:
             if version is None or allocation.record.version == version:
                 await self._store.delete_provisioned(function_name, key[1])
                 self._drop(allocation)
+
+    async def follow(self, resolve: Resolver) -> None:
+        """Aliases move: a configuration whose alias now names another version is allocated
+        for that one (its old environments go); one whose alias is gone goes too."""
+        for key, allocation in list(self._allocations.items()):
+            try:
+                record = resolve(*key)
+            except EmberError:
+                await self._store.delete_provisioned(*key)
+                self._drop(allocation)
+                continue
+            if generation(record) != generation(allocation.record):
+                await self.put(allocation.config, record)
 
     def get(self, function_name: str, qualifier: str) -> ProvisionedState | None:
         allocation = self._allocations.get((function_name, qualifier))

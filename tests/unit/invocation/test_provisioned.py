@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ember.agent.protocol import Frame, Kind
-from ember.errors import TooManyRequestsException
+from ember.errors import ResourceNotFoundException, TooManyRequestsException
 from ember.invocation.counting import Counting
 from ember.invocation.invoker import InvocationRequest, InvocationResult, Invoker
 from ember.invocation.placement import Placement
@@ -219,3 +219,32 @@ async def test_configurations_are_durable_and_allocated_again(
     finally:
         await restarted.service.close()
         await restarted.placement.close()
+
+
+async def test_an_alias_pointed_elsewhere_moves_its_environments(provisioned: Provisioned) -> None:
+    await provisioned.put(1, qualifier="live")
+    two = replace(provisioned.record, version="2")
+    await provisioned.service.follow(lambda name, qualifier: two)
+    await provisioned.settled("live")
+    state = provisioned.service.get("fn", "live")
+    assert state is not None
+    assert (state.status, state.allocated) == (ProvisionedStatus.READY, 1)
+    first, second = provisioned.plane.backend.started
+    assert first.killed
+    assert not second.killed
+
+    def gone(name: str, qualifier: str) -> FunctionRecord:
+        raise ResourceNotFoundException("Cannot find alias")
+
+    await provisioned.service.follow(gone)
+    assert provisioned.service.get("fn", "live") is None
+    assert await provisioned.plane.store.list_provisioned() == []
+
+
+async def test_a_deleted_version_takes_its_configuration(provisioned: Provisioned) -> None:
+    await provisioned.put(1)
+    await provisioned.service.forget("fn", "2")  # another version: nothing happens
+    assert provisioned.service.get("fn", "1") is not None
+    await provisioned.service.forget("fn", "1")
+    assert provisioned.service.get("fn", "1") is None
+    assert provisioned.placement.statistics().provisioned == 0
