@@ -243,19 +243,20 @@ class Placement:
     async def _acquire(
         self, record: FunctionRecord, key: Generation
     ) -> tuple[ExecutionEnvironment, StartKind]:
-        """An idle environment of ``key``, or a new one once the budget has room for it."""
-        env = await self._take_provisioned(key, record.config.timeout)
-        if env is not None:
-            return env, StartKind.PROVISIONED
-        memory = record.config.memory_size
-        if memory > self.budget.limit_mb:
-            raise self.budget.refusal(memory)
+        """A provisioned or idle environment of ``key``, or a new one once the budget has
+        room for it (waiting, until the deadline, for one to come back or go away)."""
+        memory, timeout = record.config.memory_size, record.config.timeout
         deadline = self._clock.monotonic() + self._memory_wait_s
         while True:
-            env = await self._take_idle(key, record.config.timeout)
+            env = await self._take_provisioned(key, timeout)
+            if env is not None:
+                return env, StartKind.PROVISIONED
+            env = await self._take_idle(key, timeout)
             if env is not None:
                 self._reused += 1
                 return env, StartKind.WARM
+            if memory > self.budget.limit_mb:  # can never fit: no wait
+                raise self.budget.refusal(memory)
             evicting = self._make_room(memory)
             if evicting is not None:
                 break
@@ -300,6 +301,7 @@ class Placement:
     def _provisioned_back(self, env: ExecutionEnvironment, key: Generation) -> None:
         if env.state is EnvState.READY:
             self._provisioned_idle.setdefault(key, []).append(env)
+            self.budget.changed()  # a request of its version waiting for memory may take it
         else:
             self._lose(env)
 

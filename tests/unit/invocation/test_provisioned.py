@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from ember.agent.protocol import Frame, Kind
+from ember.agent.protocol import Frame, Kind, encode
 from ember.errors import ResourceNotFoundException, TooManyRequestsException
+from ember.invocation.budget import MemoryBudget
 from ember.invocation.counting import Counting
 from ember.invocation.invoker import InvocationRequest, InvocationResult, Invoker
 from ember.invocation.placement import Placement
@@ -23,8 +24,9 @@ from ember.invocation.provisioned import (
 )
 from ember.model.functions import FunctionRecord
 from ember.model.provisioned import ProvisionedConfig
-from ember.testing import echo_agent
+from ember.testing import FakeSandbox, echo_agent
 from tests.unit.invocation.conftest import Plane
+from tests.unit.invocation.test_budget import until
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn:1"
 
@@ -61,8 +63,10 @@ def kind(result: InvocationResult) -> str:
     return report.rsplit("\tEmber Start Kind: ", 1)[1].rstrip("\t")
 
 
-def build(plane: Plane, counting: Counting | None = None) -> Provisioned:
-    placement = Placement(lambda r: invoker.start_environment(r), plane.clock, 60)  # noqa: PLW0108
+def build(
+    plane: Plane, counting: Counting | None = None, budget: MemoryBudget | None = None
+) -> Provisioned:
+    placement = Placement(lambda r: invoker.start_environment(r), plane.clock, 60, budget)  # noqa: PLW0108
     service = ProvisionedConcurrency(
         placement,
         lambda r: invoker.provision_environment(r),  # noqa: PLW0108
@@ -248,3 +252,42 @@ async def test_a_deleted_version_takes_its_configuration(provisioned: Provisione
     await provisioned.service.forget("fn", "1")
     assert provisioned.service.get("fn", "1") is None
     assert provisioned.placement.statistics().provisioned == 0
+
+
+async def test_with_no_memory_left_a_request_waits_for_its_provisioned_environment(
+    plane: Plane,
+) -> None:
+    await plane.launcher._blobs.unpacked(plane.record.code.sha256_hex)
+    made = build(plane, budget=MemoryBudget(128, plane.clock))  # room for one environment
+    gate = asyncio.Event()
+    held: list[str] = []
+
+    def holding(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        if frame.kind is Kind.START:
+            return echo_agent(frame)
+        held.append(str(frame.meta["id"]))
+        gate.set()
+        return []
+
+    try:
+        plane.backend.script = holding
+        await made.put(1)
+        first = asyncio.create_task(made.invoke())
+        await gate.wait()
+        second = asyncio.create_task(made.invoke())
+        await until(lambda: made.placement.budget._waiters)
+        [env] = made.placement._busy
+        sandbox = env.sandbox
+        assert isinstance(sandbox, FakeSandbox)
+        meta = {"id": held[0], "content_type": "application/json"}
+        sandbox._agent_writer.writelines(encode(Kind.RESPONSE, meta, b"{}"))
+        sandbox._agent_writer.writelines(encode(Kind.NEXT, {}, b""))
+        assert kind(await first) == "provisioned"
+        await until(lambda: len(held) == 2)
+        meta = {"id": held[1], "content_type": "application/json"}
+        sandbox._agent_writer.writelines(encode(Kind.RESPONSE, meta, b"{}"))
+        assert kind(await second) == "provisioned"
+        assert len(plane.backend.started) == 1
+    finally:
+        await made.service.close()
+        await made.placement.close()
