@@ -15,8 +15,10 @@ import os
 import random
 import secrets
 import string
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -28,6 +30,7 @@ from ember.api.functions import FunctionsApi
 from ember.api.http import Authenticator
 from ember.api.invoke import InvokeApi
 from ember.api.layers import LayersApi
+from ember.api.provisioned import ProvisionedApi
 from ember.api.server import Services, build_app
 from ember.api.sqs import SqsApi
 from ember.api.tags import TagsApi
@@ -46,10 +49,12 @@ from ember.events.queues import QueueService
 from ember.events.store import EventsStore
 from ember.invocation.async_delivery import Delivery
 from ember.invocation.async_events import AsyncDispatcher, AsyncPolicy
+from ember.invocation.budget import MemoryBudget
 from ember.invocation.counting import Counting
 from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
+from ember.invocation.provisioned import ProvisionedConcurrency
 from ember.observe.logs import LogWriter
 from ember.observe.metrics import Metrics
 from ember.runtimes.catalogue import RuntimeCatalogue
@@ -90,6 +95,7 @@ class Ember:
     async_store: AsyncQueueStore | None = None
     dispatcher: AsyncDispatcher | None = None
     event_configs: EventInvokeConfigs | None = None
+    provisioned: ProvisionedConcurrency | None = None
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -127,6 +133,8 @@ class Ember:
             lambda r: invoker.start_environment(r),  # noqa: PLW0108
             clock,
             settings.keep_alive_s,
+            MemoryBudget(settings.memory_budget_mb, clock),
+            settings.memory_wait_s,
         )
         registry = FunctionRegistry(
             store,
@@ -142,14 +150,21 @@ class Ember:
             attach_layers=layers.attach,
         )
         counting = Counting(registry.account_concurrency)
+        provisioned = ProvisionedConcurrency(
+            placement,
+            lambda r: invoker.provision_environment(r),  # noqa: PLW0108
+            store,
+        )
+
         invoker = Invoker(
             launcher,
             placement,
             clock,
             settings.init_timeout_s,
             counting,
-            unreserved_pool=registry.unreserved_pool,
+            unreserved_pool=lambda: provisioned_api.unreserved_pool(),  # noqa: PLW0108 (below)
             metrics=data_plane_metrics(counting, placement),
+            provisioned_for=provisioned.requested,
         )
         auth = Authenticator(
             {credentials.access_key_id: credentials.secret_access_key},
@@ -175,12 +190,20 @@ class Ember:
         )
         forgetting: set[asyncio.Task[None]] = set()
 
+        def forget(work: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.get_running_loop().create_task(work)
+            forgetting.add(task)
+            task.add_done_callback(forgetting.discard)
+
         def function_changed(name: str, version: str | None) -> None:
+            """A function or one version changed or is gone: its idle environments go, and
+            what belonged to what is gone (provisioned concurrency, async configs) too."""
             placement.retire(name, version)
-            if version is None and RegistryFunctions(registry).resolve(name, None) is None:
-                task = asyncio.get_running_loop().create_task(event_configs.forget_function(name))
-                forgetting.add(task)
-                task.add_done_callback(forgetting.discard)
+            gone = all(r.name != name for r in registry.list())
+            if gone or version not in (None, "$LATEST"):
+                forget(provisioned.forget(name, None if gone else version))
+            if gone:
+                forget(event_configs.forget_function(name))
 
         functions = FunctionsApi(
             registry,
@@ -190,6 +213,7 @@ class Ember:
             settings.account_id,
             dead_letter_check=event_configs.check_dead_letter_target,
         )
+        provisioned_api = ProvisionedApi(functions, registry, provisioned, clock)
         caller = InvokerCaller(registry, invoker)
         mappings = MappingService(
             events_store,
@@ -212,9 +236,15 @@ class Ember:
             layers=LayersApi(layers, functions),
             tags=TagsApi(FunctionTags(registry, settings.region, settings.account_id)),
             concurrency=ConcurrencyApi(
-                functions, registry, invoker, placement, async_statistics=dispatcher.statistics
+                functions,
+                registry,
+                invoker,
+                placement,
+                async_statistics=dispatcher.statistics,
+                pools=backend.statistics,
             ),
             event_invoke=EventInvokeConfigApi(functions, registry, event_configs),
+            provisioned=provisioned_api,
         )
         ember = cls(
             settings,
@@ -233,6 +263,7 @@ class Ember:
             async_store=async_store,
             dispatcher=dispatcher,
             event_configs=event_configs,
+            provisioned=provisioned,
         )
         await ember._start()
         return ember
@@ -248,6 +279,8 @@ class Ember:
             await self.event_configs.load()
         if self.dispatcher is not None:
             await self.dispatcher.load()  # stored events (in flight at a crash too) run again
+        if self.provisioned is not None:  # environments initialised ahead, again
+            await self.provisioned.load(self.registry.get)
         if self.mappings is not None:
             await self.mappings.load()  # last: pollers resume and invoke at once
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
@@ -256,6 +289,8 @@ class Ember:
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
             self.placement.reap()
+            if self.provisioned is not None:  # aliases may point elsewhere now
+                await self.provisioned.follow(self.registry.get)
 
     def begin_shutdown(self) -> None:
         """SIGTERM/SIGINT: pollers stop, then long polls end, so only real work holds us up."""
@@ -273,6 +308,8 @@ class Ember:
             await self.mappings.close()  # pollers first: invokes in flight end
         if self.dispatcher is not None:
             await self.dispatcher.close()  # events in flight stay stored for the next start
+        if self.provisioned is not None:
+            await self.provisioned.close()
         await self.placement.close()
         await self.registry.close()
         await self.logs.close()
@@ -296,8 +333,16 @@ def data_plane_metrics(counting: Counting, placement: Placement) -> Metrics:
     metrics.add_gauges(
         "ember_environments", "Execution environments by state", ["state"],
         lambda: {("idle",): float(placement.statistics().idle),
-                 ("busy",): float(placement.statistics().busy)},
+                 ("busy",): float(placement.statistics().busy),
+                 ("provisioned",): float(placement.statistics().provisioned)},
     )  # fmt: skip
+    metrics.add_gauges(
+        "ember_memory_bytes",
+        "Host memory budget of environments: the limit, and the MemorySize held (used) "
+        "of which by environments being started (starting)",
+        ["part"],
+        lambda: _memory_gauges(placement),
+    )
     return metrics
 
 
@@ -310,6 +355,15 @@ def async_policy(settings: Settings) -> AsyncPolicy:
         workers=settings.async_workers,
         function_in_flight=settings.async_function_in_flight,
     )
+
+
+def _memory_gauges(placement: Placement) -> dict[tuple[str, ...], float]:
+    budget, mib = placement.budget, 1024 * 1024
+    return {
+        ("limit",): float(budget.limit_mb * mib),
+        ("used",): float(budget.used_mb * mib),
+        ("starting",): float(budget.starting_mb * mib),
+    }
 
 
 def load_credentials(settings: Settings, path: Path) -> Credentials:

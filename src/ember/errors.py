@@ -5,6 +5,7 @@ Every exception the platform raises on purpose is defined here, nowhere else::
     EmberError
     ├── ClientError               the caller's fault: rendered as a 4xx AWS-shaped error
     │   ├── ResourceNotFoundException          404
+    │   ├── ProvisionedConcurrencyConfigNotFoundException  404
     │   ├── InvalidParameterValueException     400
     │   ├── InvalidRequestContentException     400
     │   ├── ValidationException                400 (unmodelled in botocore, still surfaced)
@@ -25,7 +26,8 @@ Every exception the platform raises on purpose is defined here, nowhere else::
     └── PlatformError             Ember's fault: rendered as a 5xx
         ├── ServiceException                   500
         ├── InvalidRuntimeException            502 (runtime not installed here)
-        └── SandboxError                       a sandbox backend failed (start, channel, kill)
+        ├── SandboxError                       a sandbox backend failed (start, channel, kill)
+        └── InitFailed                         an environment initialised ahead failed its init
 
 API errors carry their wire contract as class attributes: ``code`` (the
 ``x-amzn-ErrorType`` header and botocore's error code), ``status`` (HTTP status) and
@@ -69,6 +71,12 @@ class ClientError(EmberError):
 class ResourceNotFoundException(ClientError):
     code = "ResourceNotFoundException"
     status = 404
+
+
+class ProvisionedConcurrencyConfigNotFoundException(ClientError):
+    code = "ProvisionedConcurrencyConfigNotFoundException"
+    status = 404
+    message_field = "message"
 
 
 class InvalidParameterValueException(ClientError):
@@ -183,6 +191,15 @@ class InvalidRuntimeException(PlatformError):
 
 class SandboxError(PlatformError):
     """A sandbox backend could not start, talk to, or stop an environment."""
+
+
+class InitFailed(PlatformError):
+    """An environment initialised ahead (provisioned concurrency) failed its init;
+    ``init_error`` is the error type (``Runtime.ImportModuleError``, ``Sandbox.Timedout``)."""
+
+    def __init__(self, init_error: str) -> None:
+        super().__init__(f"the function's init failed: {init_error}")
+        self.init_error = init_error
 
 
 # --- SQS (the built-in queue service) ------------------------------------------------

@@ -25,15 +25,41 @@ Environment variables (all optional):
     EMBER_ASYNC_WORKERS                             async events in flight in all (64)
     EMBER_ASYNC_FUNCTION_IN_FLIGHT                  async events in flight per function (16)
     EMBER_ASYNC_PAYLOAD_LIMIT                       bytes of an Event payload (1048576)
+    EMBER_MEMORY_BUDGET_MB                          MB the live environments may hold in all
+                                                    (default: 75 % of the machine's MemTotal)
+    EMBER_MEMORY_WAIT_SECONDS                       how long an invoke waits for memory (5)
+    EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB             warm pool refills pause below this much
+                                                    MemAvailable (default 512)
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+MEMORY_BUDGET_SHARE = 0.75  # of MemTotal: the rest is left to the server, zygotes, page cache
+FALLBACK_MEMORY_BUDGET_MB = 2048  # when /proc/meminfo cannot be read
+
+
+def meminfo_mb(name: str, path: Path = Path("/proc/meminfo")) -> int | None:
+    """A ``/proc/meminfo`` field (``MemTotal``, ``MemAvailable``) in MB, or None."""
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == name:
+                return int(value.split()[0]) // 1024  # the file says kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def default_memory_budget_mb() -> int:
+    """``MEMORY_BUDGET_SHARE`` of the machine's MemTotal."""
+    total = meminfo_mb("MemTotal")
+    return int(total * MEMORY_BUDGET_SHARE) if total else FALLBACK_MEMORY_BUDGET_MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +87,10 @@ class Settings:
     # what pooled sandboxes pre-fault (break copy-on-write) ahead of use: "off", "working-set"
     # (the pages the zygote's first start wrote), "full" (every private page)
     sandbox_prefault: str = "working-set"
+    # the sum of MemorySize of live environments (and those being started) stays within this
+    memory_budget_mb: int = field(default_factory=default_memory_budget_mb)
+    memory_wait_s: float = 5.0  # an invoke with no room waits this long, then gets a 429
+    sandbox_pool_min_available_mb: int = 512  # warm pool refills pause below this MemAvailable
     routing_seed: int | None = None  # seeds weighted alias routing (tests); None = random
     # asynchronous invocation (Lambda's timings by default)
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)
@@ -89,15 +119,6 @@ class Settings:
                 values[name] = env[key]
         if "EMBER_SANDBOX" in env:
             values["sandbox_backend"] = env["EMBER_SANDBOX"]
-        for key, name in (
-            ("EMBER_ACCOUNT_CONCURRENCY", "account_concurrency"),
-            ("EMBER_SANDBOX_POOL_SIZE", "sandbox_pool_size"),
-            ("EMBER_ROUTING_SEED", "routing_seed"),
-        ):
-            if key in env:
-                values[name] = int(env[key])
-        if "EMBER_KEEP_ALIVE_SECONDS" in env:
-            values["keep_alive_s"] = float(env["EMBER_KEEP_ALIVE_SECONDS"])
         if "EMBER_SANDBOX_ZYGOTE" in env:
             values["sandbox_zygote"] = env["EMBER_SANDBOX_ZYGOTE"].strip().lower() not in (
                 "0",
@@ -107,6 +128,9 @@ class Settings:
             )
         if "EMBER_SANDBOX_PREFAULT" in env:
             values["sandbox_prefault"] = _prefault_mode(env["EMBER_SANDBOX_PREFAULT"])
+        for key, (name, parse) in NUMBERS.items():
+            if key in env:
+                values[name] = parse(env[key])
         if "EMBER_AGENT_PYTHON" in env:
             values["agent_python"] = env["EMBER_AGENT_PYTHON"]
         values.update(_async_values(env))
@@ -138,6 +162,18 @@ def _async_values(env: Mapping[str, str]) -> dict[str, object]:
         if key in env:
             values[name] = int(env[key])
     return values
+
+
+# numeric variables: name => (field, parser)
+NUMBERS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "EMBER_ACCOUNT_CONCURRENCY": ("account_concurrency", int),
+    "EMBER_KEEP_ALIVE_SECONDS": ("keep_alive_s", float),
+    "EMBER_SANDBOX_POOL_SIZE": ("sandbox_pool_size", int),
+    "EMBER_MEMORY_BUDGET_MB": ("memory_budget_mb", int),
+    "EMBER_MEMORY_WAIT_SECONDS": ("memory_wait_s", float),
+    "EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB": ("sandbox_pool_min_available_mb", int),
+    "EMBER_ROUTING_SEED": ("routing_seed", int),
+}
 
 
 def _parse_pairs(text: str) -> dict[str, str]:

@@ -78,8 +78,10 @@ class FakeSandbox:
         agent_reader: asyncio.StreamReader,
         agent_writer: asyncio.StreamWriter,
         script: AgentScript,
+        prewarmed: bool = False,
     ) -> None:
         self.id = f"fake-{next(_ids)}"
+        self.prewarmed = prewarmed
         self.reader, self.writer = reader, writer
         self.task_root, self.opt_root, self.runtime_api_bind = "/var/task", "/opt", "127.0.0.1:0"
         self.runtime_dir = "/var/runtime"
@@ -117,22 +119,31 @@ _ids = itertools.count()
 
 
 class FakeSandboxBackend:
-    """Starts ``FakeSandbox``es that all follow one script."""
+    """Starts ``FakeSandbox``es that all follow one script.
+
+    ``pool``: how many starts still find a pre-started sandbox (they are ``prewarmed``).
+    """
 
     name = "fake"
 
-    def __init__(self, script: AgentScript) -> None:
+    def __init__(self, script: AgentScript, pool: int = 0) -> None:
         self.script = script
+        self.pool = pool
         self.started: list[FakeSandbox] = []
 
     def describe(self) -> str:
         return "fake backend (tests only)"
 
+    def statistics(self) -> dict[str, dict[str, int]]:
+        return {"fake": {"ready": self.pool}}
+
     async def start(self, _spec: object) -> FakeSandbox:
         host, agent = socket.socketpair()
         reader, writer = await asyncio.open_unix_connection(sock=host)
         agent_reader, agent_writer = await asyncio.open_unix_connection(sock=agent)
-        sandbox = FakeSandbox(reader, writer, agent_reader, agent_writer, self.script)
+        prewarmed = self.pool > 0
+        self.pool -= prewarmed
+        sandbox = FakeSandbox(reader, writer, agent_reader, agent_writer, self.script, prewarmed)
         self.started.append(sandbox)
         return sandbox
 

@@ -87,11 +87,13 @@ def test_log_tail_has_start_output_end_report(lambda_client: Any) -> None:
     report = REPORT.match(lines[-1])
     assert report is not None, lines[-1]
     assert report["id"] == request_id
-    assert re.fullmatch(r"Init Duration: \d+\.\d\d ms\t", report["rest"])
+    assert re.fullmatch(
+        r"Init Duration: \d+\.\d\d ms\tEmber Start Kind: (cold|prewarmed)\t", report["rest"]
+    )
     warm = invoke(lambda_client, "tail-cold", {}, LogType="Tail")
     warm_report = REPORT.match(tail(warm).splitlines(keepends=True)[-1])
     assert warm_report is not None
-    assert warm_report["rest"] == ""
+    assert warm_report["rest"] == "Ember Start Kind: warm\t"
 
 
 def test_context_and_environment(lambda_client: Any) -> None:
@@ -177,7 +179,7 @@ def test_timeout_kills_and_resets_the_environment(lambda_client: Any) -> None:
     }
     logs = tail(response)
     assert f"{request_id} Task timed out after 1.00 seconds\n" in logs
-    assert logs.splitlines()[-1].endswith("\tStatus: timeout\t")
+    assert "\tStatus: timeout\tEmber Start Kind: " in logs.splitlines()[-1]
     after = invoke(lambda_client, "too-slow", {"seconds": 0}, LogType="Tail")
     assert "FunctionError" not in after
     assert "Init Duration" in tail(after)  # a new environment was initialised
@@ -194,7 +196,8 @@ def test_runtime_exit_is_runtime_exit_error(lambda_client: Any) -> None:
     }
     logs = tail(response)
     assert "about to crash\n" in logs
-    assert logs.splitlines()[-1].endswith("\tStatus: error\tError Type: Runtime.ExitError\t")
+    report = logs.splitlines()[-1]
+    assert "\tStatus: error\tError Type: Runtime.ExitError\tEmber Start Kind: " in report
 
 
 def test_concurrent_invokes_get_separate_environments(lambda_client: Any) -> None:

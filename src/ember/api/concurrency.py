@@ -32,12 +32,14 @@ class ConcurrencyApi:
         invoker: Invoker,
         placement: Placement,
         async_statistics: Callable[[], dict[str, Any]] | None = None,
+        pools: Callable[[], dict[str, dict[str, int]]] = dict,
     ) -> None:
         self._functions = functions
         self._registry = registry
         self._invoker = invoker
         self._placement = placement
         self._async_statistics = async_statistics
+        self._pools = pools  # the sandbox backend's pools of pre-started sandboxes
 
     async def put(self, request: Request, body: bytes) -> Response:
         name = self._unqualified(request)
@@ -74,6 +76,7 @@ class ConcurrencyApi:
         shape: dict[str, Any] = {
             "counting": _plain(self._invoker.counting.statistics()),
             "placement": _plain(self._placement.statistics()),
+            "pools": self._pools(),
         }
         if self._async_statistics is not None:
             shape["async"] = self._async_statistics()

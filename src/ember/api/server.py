@@ -30,6 +30,7 @@ from ember.api.http import (
 )
 from ember.api.invoke import InvokeApi
 from ember.api.layers import LayersApi
+from ember.api.provisioned import ProvisionedApi
 from ember.api.sqs import SqsApi
 from ember.api.tags import TagsApi
 from ember.api.versions import VersionsApi
@@ -57,6 +58,7 @@ class Services:
     layers: LayersApi | None = None
     tags: TagsApi | None = None
     event_invoke: EventInvokeConfigApi | None = None
+    provisioned: ProvisionedApi | None = None
 
 
 def build_app(services: Services) -> Starlette:
@@ -99,6 +101,8 @@ def build_app(services: Services) -> Starlette:
         routes.extend(_tag_routes(services.tags, op))
     if services.event_invoke is not None:
         routes.extend(_event_invoke_routes(services.event_invoke, op))
+    if services.provisioned is not None:
+        routes.extend(_provisioned_routes(services.provisioned, op))
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
@@ -113,6 +117,15 @@ def _concurrency_routes(api: ConcurrencyApi, op: Callable[[Handler], Any]) -> li
         Route("/2019-09-30" + path, op(api.get), methods=["GET"]),
         Route("/ember/statistics", op(api.statistics), methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+    ]
+
+
+def _provisioned_routes(api: ProvisionedApi, op: Callable[[Handler], Any]) -> list[Route]:
+    path = "/2019-09-30/functions/{name}/provisioned-concurrency"
+    return [
+        Route(path, op(api.put), methods=["PUT"]),
+        Route(path, op(api.get), methods=["GET"]),  # Get, or List with ?List=ALL
+        Route(path, op(api.delete), methods=["DELETE"]),
     ]
 
 
@@ -188,7 +201,7 @@ def _account_settings(services: Services) -> Handler:
                     "CodeSizeUnzipped": 262144000,
                     "CodeSizeZipped": 52428800,
                     "ConcurrentExecutions": services.registry.account_concurrency,
-                    "UnreservedConcurrentExecutions": services.registry.unreserved_pool(),
+                    "UnreservedConcurrentExecutions": _unreserved_pool(services),
                 },
                 "AccountUsage": {
                     "TotalCodeSize": sum(r.code.size for r in records) + layer_bytes,
@@ -198,6 +211,13 @@ def _account_settings(services: Services) -> Handler:
         )
 
     return handler
+
+
+def _unreserved_pool(services: Services) -> int:
+    """The account less reservations, and less provisioned concurrency of the others."""
+    if services.provisioned is not None:
+        return services.provisioned.unreserved_pool()
+    return services.registry.unreserved_pool()
 
 
 def _read_logs(services: Services) -> Handler:

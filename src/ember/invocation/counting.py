@@ -11,8 +11,15 @@ Over a limit, a synchronous invoke fails at once with 429 ``TooManyRequestsExcep
 ``ReservedFunctionConcurrentInvocationLimitExceeded`` for a function over its reservation,
 ``ConcurrentInvocationLimitExceeded`` when the unreserved pool is full.
 
+Provisioned concurrency counts as on Lambda: inside a function's reservation when it has
+one (the reservation caps everything), else carved out of the unreserved pool for that
+function (the caller's ``unreserved_pool`` is already less it): a function without a
+reservation runs up to ``provisioned`` invocations on its own units, and only the ones
+beyond spill over into the shared unreserved pool.
+
 Scope: one per server. Invariants: ``in_flight[name]`` equals the leases of ``name`` not yet
-released; ``unreserved_in_flight`` equals those of functions without a reservation.
+released; ``unreserved_in_flight`` equals those of functions without a reservation that
+hold an unreserved unit; ``provisioned_in_flight[name]`` those that hold a provisioned one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class CountingStatistics:
     unreserved_in_flight: int
     throttles: int
     by_function: dict[str, int]
+    provisioned_in_flight: int = 0
 
 
 class Counting:
@@ -42,25 +50,36 @@ class Counting:
         self.account_limit = account_limit
         self._in_flight: Counter[str] = Counter()  # function name => leases held
         self._unreserved_in_flight = 0
+        self._provisioned_in_flight: Counter[str] = Counter()
         self._throttles = 0
 
     @contextlib.contextmanager
-    def lease(self, name: str, reserved: int | None, unreserved_pool: int) -> Iterator[None]:
+    def lease(
+        self, name: str, reserved: int | None, unreserved_pool: int, provisioned: int = 0
+    ) -> Iterator[None]:
         """Hold one unit of concurrency for ``name`` for the duration of the block.
 
-        ``reserved`` is the function's reservation (None: it draws on the unreserved pool of
-        ``unreserved_pool`` units, the account limit less every reservation).
+        ``reserved`` is the function's reservation (None: it draws on its ``provisioned``
+        units first, then on the unreserved pool of ``unreserved_pool`` units, the account
+        limit less every reservation and every unreserved function's provisioned units).
         """
-        self._check(name, reserved, unreserved_pool)
+        own = reserved is None and self._provisioned_in_flight[name] < provisioned
+        if not own:
+            self._check(name, reserved, unreserved_pool)
+        shared = reserved is None and not own
         self._in_flight[name] += 1
-        self._unreserved_in_flight += reserved is None
+        self._provisioned_in_flight[name] += own
+        self._unreserved_in_flight += shared
         try:
             yield
         finally:
             self._in_flight[name] -= 1
             if not self._in_flight[name]:
                 del self._in_flight[name]
-            self._unreserved_in_flight -= reserved is None
+            self._provisioned_in_flight[name] -= own
+            if not self._provisioned_in_flight[name]:
+                del self._provisioned_in_flight[name]
+            self._unreserved_in_flight -= shared
 
     def _check(self, name: str, reserved: int | None, unreserved_pool: int) -> None:
         if reserved is not None:
@@ -80,4 +99,5 @@ class Counting:
             unreserved_in_flight=self._unreserved_in_flight,
             throttles=self._throttles,
             by_function=dict(self._in_flight),
+            provisioned_in_flight=sum(self._provisioned_in_flight.values()),
         )

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 from ember.agent.protocol import InvokeMeta, StartMeta
 from ember.clock import Clock
-from ember.errors import TooManyRequestsException
+from ember.errors import InitFailed, TooManyRequestsException
 from ember.invocation import environment as envmod
 from ember.invocation.counting import DEFAULT_ACCOUNT_LIMIT, Counting
 from ember.invocation.environment import ExecutionEnvironment, Outcome, Status
-from ember.invocation.launch import Launcher
-from ember.invocation.placement import Placement
+from ember.invocation.launch import PROVISIONED, Launcher
+from ember.invocation.placement import Placement, StartKind
 from ember.model.functions import FunctionRecord
 from ember.observe import lines
 from ember.observe.metrics import Metrics
@@ -65,6 +65,7 @@ class Invoker:
         counting: Counting | None = None,
         unreserved_pool: Callable[[], int] = lambda: DEFAULT_ACCOUNT_LIMIT,
         metrics: Metrics | None = None,
+        provisioned_for: Callable[[str], int] = lambda _name: 0,
     ) -> None:
         self._launcher = launcher
         self._placement = placement
@@ -73,6 +74,7 @@ class Invoker:
         self.counting = counting or Counting(DEFAULT_ACCOUNT_LIMIT)
         self._unreserved_pool = unreserved_pool
         self.metrics = metrics or Metrics()
+        self._provisioned_for = provisioned_for  # function => its provisioned concurrency
         self._start_meta: dict[ExecutionEnvironment, StartMeta] = {}  # env => its START
 
     async def start_environment(self, record: FunctionRecord) -> ExecutionEnvironment:
@@ -81,11 +83,28 @@ class Invoker:
         self._start_meta[env] = start
         return env
 
+    async def provision_environment(self, record: FunctionRecord) -> ExecutionEnvironment:
+        """Launch and initialise an environment ahead of any invoke (provisioned
+        concurrency): ``AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency``, INIT
+        lines in its log stream. Raises ``InitFailed`` (the environment is gone then)."""
+        env, start = await self._launcher.launch(record, PROVISIONED)
+        try:
+            init, _ = await self._initialize(env, record, start)
+        except BaseException:
+            await env.stop()
+            raise
+        if init.status is not Status.OK:
+            raise InitFailed(_init_error_type(init))
+        return env
+
     async def invoke(self, record: FunctionRecord, request: InvocationRequest) -> InvocationResult:
         """Run one invocation under a concurrency lease (429 when over a limit)."""
         pool = self._unreserved_pool()
-        try:  # only taking the lease raises this: the invocation itself never does
-            with self.counting.lease(record.name, record.reserved_concurrency, pool):
+        provisioned = self._provisioned_for(record.name)
+        try:  # the lease, or placement finding no memory, raises it; the invocation never
+            with self.counting.lease(
+                record.name, record.reserved_concurrency, pool, provisioned=provisioned
+            ):
                 return await self._invoke(record, request)
         except TooManyRequestsException:
             self.metrics.throttles.labels(record.name).inc()
@@ -95,6 +114,7 @@ class Invoker:
         request_id = request.request_id or str(uuid.uuid4())
         async with self._placement.environment(record) as env:
             init_ms: float | None = None
+            kind = self._placement.start_kind(env)
             start = self._start_meta.pop(env, None)
             if start is not None:
                 if request.tail:  # an init failure's tail shows the INIT lines too
@@ -102,24 +122,24 @@ class Invoker:
                 init, suppressed = await self._initialize(env, record, start)
                 init_ms = None if suppressed else init.duration_ms
                 if init.status is not Status.OK:
-                    self._observe(record, init, None, cold=True)
-                    return self._init_failed(env, record, request, request_id, init)
+                    self._observe(record, init, None, kind)
+                    return self._init_failed(env, record, request, request_id, init, kind)
             if request.tail:
                 env.log.begin_tail()
             env.log.line(lines.start(request_id, record.version))
             outcome = await env.invoke(
                 self._meta(record, request, request_id), request.payload, record.config.timeout
             )
-            self._observe(record, outcome, init_ms, cold=start is not None)
-            return await self._finish(env, record, request, request_id, outcome, init_ms)
+            self._observe(record, outcome, init_ms, kind)
+            return await self._finish(env, record, request, request_id, outcome, init_ms, kind)
 
     def _observe(
-        self, record: FunctionRecord, outcome: Outcome, init_ms: float | None, *, cold: bool
+        self, record: FunctionRecord, outcome: Outcome, init_ms: float | None, kind: StartKind
     ) -> None:
         metrics, name = self.metrics, record.name
         metrics.invocations.labels(name).inc()
         metrics.duration.labels(name).observe(outcome.duration_ms / 1000)
-        metrics.starts.labels(name, "cold" if cold else "warm").inc()
+        metrics.starts.labels(name, kind.value).inc()
         if init_ms is not None:
             metrics.init_duration.labels(name).observe(init_ms / 1000)
         if outcome.status is not Status.OK:
@@ -178,6 +198,7 @@ class Invoker:
         request: InvocationRequest,
         request_id: str,
         init: Outcome,
+        kind: StartKind,
     ) -> InvocationResult:
         error_type = _init_error_type(init)
         if init.status is Status.INIT_ERROR:
@@ -199,6 +220,7 @@ class Invoker:
                 max_memory_mb=_memory_mb(env, init),
                 status=status,
                 error_type=None if status == "timeout" else error_type,
+                start_kind=kind.value,
             )
         )
         return self._result(env, record, request, request_id, payload, "application/json", True)
@@ -211,6 +233,7 @@ class Invoker:
         request_id: str,
         outcome: Outcome,
         init_ms: float | None,
+        kind: StartKind,
     ) -> InvocationResult:
         payload, content_type = outcome.payload, outcome.content_type
         status: str | None = None
@@ -239,6 +262,7 @@ class Invoker:
                     init_ms=init_ms,
                     status=status,
                     error_type=error_type,
+                    start_kind=kind.value,
                 )
             )
 

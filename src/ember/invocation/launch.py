@@ -53,6 +53,8 @@ OptDirs = Callable[[tuple[str, ...]], Awaitable[Path | None]]
 # A function's current tags by name: tags belong to the function, not to one version (a
 # version's record keeps the tags it was published with)
 FunctionTags = Callable[[str], Mapping[str, str]]
+ON_DEMAND = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE of an environment started by an invoke
+PROVISIONED = "provisioned-concurrency"  # ... of one initialised ahead
 
 
 def log_group(record: FunctionRecord) -> str:
@@ -97,7 +99,9 @@ class Launcher:
             )
         return runtime
 
-    async def launch(self, record: FunctionRecord) -> tuple[ExecutionEnvironment, StartMeta]:
+    async def launch(
+        self, record: FunctionRecord, initialization_type: str = ON_DEMAND
+    ) -> tuple[ExecutionEnvironment, StartMeta]:
         runtime = self.runtime(record)
         code_dir = await self._blobs.unpacked(record.code.sha256_hex)
         config = record.config
@@ -118,7 +122,7 @@ class Launcher:
         stream = log_stream_name(record.version, self._clock.wall())
         log = EnvironmentLog(self._writer, log_group(record), stream)
         environment = ExecutionEnvironment(sandbox, self._clock, log)
-        env = self.runtime_environment(record, runtime, sandbox, log)
+        env = self.runtime_environment(record, runtime, sandbox, log, initialization_type)
         argv = runtime.argv(
             sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir, config.memory_size
         )
@@ -134,7 +138,12 @@ class Launcher:
         return environment, start
 
     def runtime_environment(
-        self, record: FunctionRecord, runtime: Runtime, sandbox: Sandbox, log: EnvironmentLog
+        self,
+        record: FunctionRecord,
+        runtime: Runtime,
+        sandbox: Sandbox,
+        log: EnvironmentLog,
+        initialization_type: str = ON_DEMAND,
     ) -> dict[str, str]:
         config = record.config
         env = dict(UNRESERVED_DEFAULTS)
@@ -149,7 +158,7 @@ class Launcher:
                 "AWS_LAMBDA_FUNCTION_NAME": record.name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
                 "AWS_LAMBDA_FUNCTION_VERSION": record.version,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
                 "AWS_LAMBDA_LOG_GROUP_NAME": log.group,
                 "AWS_LAMBDA_LOG_STREAM_NAME": log.stream,
                 "AWS_ACCESS_KEY_ID": key_id,

@@ -3,6 +3,12 @@
 Sources: lambda-spec.md §4.6. Every line ends with a newline; REPORT fields are each
 followed by a tab, in AWS's order (Duration, Billed Duration, Memory Size, Max Memory
 Used, Init Duration, Status, Error Type).
+
+Ember's extension of REPORT: one more field of the same ``Name: value<TAB>`` shape after
+all of AWS's, ``Ember Start Kind: cold|prewarmed|warm|provisioned`` (how the environment
+that served the invoke started). AWS's fields before it stay byte-identical; parsers that
+match AWS's fields by name, or split the line on tabs, read past it. The ``Ember`` prefix
+keeps it clear of any field AWS may add.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
+
+START_KIND_FIELD = "Ember Start Kind"
 
 
 def log_stream_name(version: str, wall: float) -> str:
@@ -54,6 +62,7 @@ def report(
     init_ms: float | None = None,
     status: str | None = None,
     error_type: str | None = None,
+    start_kind: str | None = None,
 ) -> str:
     fields = [
         f"REPORT RequestId: {request_id}",
@@ -68,6 +77,8 @@ def report(
         fields.append(f"Status: {status}")
     if error_type:
         fields.append(f"Error Type: {error_type}")
+    if start_kind:
+        fields.append(f"{START_KIND_FIELD}: {start_kind}")
     return "\t".join(fields) + "\t\n"
 
 

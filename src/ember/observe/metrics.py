@@ -53,8 +53,8 @@ class Metrics:
             "discarded)", ["function", "outcome"], registry=self.registry,
         )  # fmt: skip
         self.starts = Counter(
-            "ember_starts", "How invocations started: cold or warm", ["function", "kind"],
-            registry=self.registry,
+            "ember_starts", "How invocations started: cold, prewarmed, warm or provisioned",
+            ["function", "kind"], registry=self.registry,
         )  # fmt: skip
 
     def add_gauges(self, name: str, documentation: str, labels: list[str], read: Gauges) -> None:

@@ -78,6 +78,12 @@ class Sandbox(Protocol):
         """Where the agent binds the Runtime API (``127.0.0.1:9001`` in its own netns)."""
         ...
 
+    @property
+    def prewarmed(self) -> bool:
+        """Whether it came ready-made from the backend's pool of pre-started sandboxes
+        (a pool hit); False for one started for this request (placement's ``cold``)."""
+        ...
+
     def memory_peak_bytes(self) -> int | None:
         """Peak memory of the sandbox if the backend measures it (cgroup), else None."""
         ...
@@ -99,11 +105,16 @@ class ChannelSandbox:
     """What every backend's sandbox shares: an id and the channel to its agent."""
 
     def __init__(
-        self, sandbox_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        sandbox_id: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        prewarmed: bool = False,
     ) -> None:
         self._id = sandbox_id
         self._reader = reader
         self._writer = writer
+        self._prewarmed = prewarmed
 
     @property
     def id(self) -> str:
@@ -117,6 +128,10 @@ class ChannelSandbox:
     def writer(self) -> asyncio.StreamWriter:
         return self._writer
 
+    @property
+    def prewarmed(self) -> bool:
+        return self._prewarmed
+
 
 class SandboxBackend(Protocol):
     """Starts sandboxes. Scope: one per server process."""
@@ -129,6 +144,10 @@ class SandboxBackend(Protocol):
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
         """Start a sandbox with its agent running; raises ``SandboxError``."""
+        ...
+
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Its pools of pre-started sandboxes, by name (``{}`` for a backend without)."""
         ...
 
     async def close(self) -> None:

@@ -76,7 +76,7 @@ from ember.sandbox.rootless import (
 )
 from ember.sandbox.seccomp import compile_filter, filter_fd
 from ember.sandbox.zygote import Zygote, ZygoteUnavailable
-from ember.settings import Settings
+from ember.settings import Settings, meminfo_mb
 
 log = logging.getLogger("ember")
 
@@ -165,8 +165,9 @@ class NamespaceSandbox(ChannelSandbox):
         workdir: Path | None,
         started_by: str = "exec",
         network: OutboundNetwork | None = None,
+        prewarmed: bool = False,  # from the warm pool's pre-started sandboxes (a pool hit)
     ) -> None:
-        super().__init__(cgroup.name, reader, writer)
+        super().__init__(cgroup.name, reader, writer, prewarmed)
         self._process = process
         self.network = network  # its slirp4netns, when it has outbound network
         self.started_by = started_by  # "zygote" (forked) or "exec" (launcher process)
@@ -249,6 +250,8 @@ class NamespaceBackend:
         prewarm: bool = True,
         pool_size: int = 3,
         prefault: str = PREFAULT_WORKING_SET,
+        pool_min_available_mb: int = 0,
+        available_mb: Callable[[], int | None] | None = None,
     ) -> None:
         self.rootless = is_rootless()
         refusal = userns_refusal() if self.rootless else None
@@ -283,6 +286,9 @@ class NamespaceBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         # what a recording waits for before it reads the first start's pages (tests: a gate)
         self.record_after: Callable[[], Awaitable[object]] = lambda: asyncio.sleep(RECORD_AFTER_S)
+        # warm pools stop refilling while the machine's MemAvailable is below this
+        self.pool_min_available_mb = pool_min_available_mb
+        self.available_mb = available_mb or (lambda: meminfo_mb("MemAvailable"))
         self.cgroup_version = version
         if prewarm:
             self._zygote(SANDBOX_PYTHON)
@@ -330,6 +336,14 @@ class NamespaceBackend:
             with contextlib.suppress(OSError):
                 zygote.spawn()
         return zygote
+
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Each warm pool (by interpreter): sandboxes ready, refilling, paused for memory."""
+        return {
+            interpreter: {"ready": pool.ready, "refilling": int(pool.refilling),
+                          "memory_low": int(pool.low_memory_seen)}
+            for interpreter, pool in self._pools.items()
+        }  # fmt: skip
 
     def new_cgroup_name(self) -> str:
         return self.cgroup_prefix + uuid.uuid4().hex
@@ -447,7 +461,9 @@ class NamespaceBackend:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self.last_started_by = "zygote"
         head = PidfdHead(prepared.pidfd)
-        return NamespaceSandbox(head, reader, writer, cgroup, None, "zygote", network)
+        return NamespaceSandbox(
+            head, reader, writer, cgroup, None, "zygote", network, prewarmed=prepared.pooled
+        )
 
     async def _start_exec(self, spec: SandboxSpec) -> NamespaceSandbox:
         cgroup = self.new_cgroup()
@@ -560,6 +576,7 @@ class Prepared:
     pidfd: int
     control: socket.socket  # one message on it specialises the sandbox
     cgroup: SandboxCgroup  # joined already; limits written at specialisation
+    pooled: bool = False  # taken from the pool's ready ones (not pre-started on demand)
 
     def discard(self) -> None:
         """Kill it, wait until it is gone (pidfd), remove its cgroup."""
@@ -578,12 +595,21 @@ class WarmPool:
     Scope: one per zygote. ``take`` hands out a prepared sandbox at once when there is
     one, else pre-starts one on demand (what a pool of size 0 always does); either way a
     refill to ``pool_size`` follows in the background (pre-faulted when the backend's
-    ``prefault`` is on). Raises ``ZygoteUnavailable``.
+    ``prefault`` is on). Raises ``ZygoteUnavailable``. A refill pauses while the machine's
+    MemAvailable (``available_mb``, injectable) is below the backend's
+    ``pool_min_available_mb``, and says so in the log once each time that happens.
     """
 
-    def __init__(self, backend: NamespaceBackend, zygote: Zygote) -> None:
+    def __init__(
+        self,
+        backend: NamespaceBackend,
+        zygote: Zygote,
+        available_mb: Callable[[], int | None] | None = None,
+    ) -> None:
         self._backend = backend
         self._zygote = zygote
+        self._available_mb = available_mb or backend.available_mb
+        self._memory_low = False
         self._ready: collections.deque[Prepared] = collections.deque()
         self._refilling: asyncio.Task[None] | None = None
         self._refill_timer: asyncio.TimerHandle | None = None
@@ -592,7 +618,11 @@ class WarmPool:
         self._root = str(backend.scratch / "root")  # each sandbox mounts its own root here
 
     async def take(self) -> Prepared:
-        prepared = self._ready.popleft() if self._ready else await self._prestart(warm=False)
+        if self._ready:
+            prepared = self._ready.popleft()
+            prepared.pooled = True
+        else:
+            prepared = await self._prestart(warm=False)
         if self._refill_timer is not None:
             self._refill_timer.cancel()
         self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill_soon)
@@ -602,6 +632,11 @@ class WarmPool:
     def ready(self) -> int:
         """How many pre-started sandboxes wait now."""
         return len(self._ready)
+
+    @property
+    def low_memory_seen(self) -> bool:
+        """Whether the last refill check found MemAvailable below the threshold."""
+        return self._memory_low
 
     @property
     def refilling(self) -> bool:
@@ -635,7 +670,7 @@ class WarmPool:
 
     async def _refill(self) -> None:
         try:
-            while len(self._ready) < self._backend.pool_size:
+            while len(self._ready) < self._backend.pool_size and not self.memory_low():
                 generation = self._generation
                 prepared = await self._prestart(warm=True)
                 if generation == self._generation:
@@ -648,6 +683,18 @@ class WarmPool:
             )
         finally:
             self._refilling = None
+
+    def memory_low(self) -> bool:
+        """Whether MemAvailable is below the refill threshold (logged once per low spell)."""
+        available, floor = self._available_mb(), self._backend.pool_min_available_mb
+        low = available is not None and available < floor
+        if low and not self._memory_low:
+            log.warning(
+                "cold starts: warm pool of %s not refilled: %s MB available, below %s MB "
+                "(EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB)", self._zygote.interpreter, available, floor,
+            )  # fmt: skip
+        self._memory_low = low
+        return low
 
     async def _prestart(self, warm: bool) -> Prepared:
         """``warm``: have it pay its copy-on-write faults ahead as the backend's
@@ -717,4 +764,5 @@ def from_settings(settings: Settings) -> NamespaceBackend:
         prewarm=settings.sandbox_zygote,
         pool_size=settings.sandbox_pool_size,
         prefault=settings.sandbox_prefault,
+        pool_min_available_mb=settings.sandbox_pool_min_available_mb,
     )

@@ -86,6 +86,9 @@ class ProcessBackend:
     def __init__(self, agent_python: str) -> None:
         self._agent_python = agent_python
 
+    def statistics(self) -> dict[str, dict[str, int]]:
+        return {}  # no pools
+
     def describe(self) -> str:
         return (
             "process backend: NO ISOLATION - functions run as host processes with the "

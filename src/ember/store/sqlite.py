@@ -20,6 +20,7 @@ from pathlib import Path
 import aiosqlite
 
 from ember.model.functions import AliasRecord, FunctionRecord
+from ember.model.provisioned import ProvisionedConfig
 from ember.store.base import LogEvent
 from ember.store.codec import dump_alias, dump_record, load_alias, load_record
 
@@ -51,6 +52,15 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (function_name, name)
 );
 """
+PROVISIONED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS provisioned_concurrency (
+    function_name TEXT NOT NULL,
+    qualifier TEXT NOT NULL,
+    requested INTEGER NOT NULL,
+    last_modified REAL NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+);
+"""
 
 
 class SqliteStore:
@@ -73,6 +83,7 @@ class SqliteStore:
             async with connection.execute(pragma):
                 pass
         await connection.executescript(SCHEMA)
+        await connection.executescript(PROVISIONED_SCHEMA)
         await connection.commit()
         return cls(connection)
 
@@ -204,6 +215,34 @@ class SqliteStore:
         async with self._db.execute(query, params) as cursor:
             rows = await cursor.fetchall()
         return [LogEvent(group, row[1], row[2], row[3], seq=row[0]) for row in rows]
+
+    async def put_provisioned(self, config: ProvisionedConfig) -> None:
+        async with self._db.execute(
+            "INSERT OR REPLACE INTO provisioned_concurrency "
+            "(function_name, qualifier, requested, last_modified) VALUES (?, ?, ?, ?)",
+            (config.function_name, config.qualifier, config.requested, config.last_modified),
+        ):
+            pass
+        await self._db.commit()
+
+    async def delete_provisioned(self, function_name: str, qualifier: str | None = None) -> None:
+        """One configuration, or every one of the function (``qualifier`` None)."""
+        query = "DELETE FROM provisioned_concurrency WHERE function_name = ?"
+        params: tuple[str, ...] = (function_name,)
+        if qualifier is not None:
+            query += " AND qualifier = ?"
+            params += (qualifier,)
+        async with self._db.execute(query, params):
+            pass
+        await self._db.commit()
+
+    async def list_provisioned(self) -> list[ProvisionedConfig]:
+        async with self._db.execute(
+            "SELECT function_name, qualifier, requested, last_modified "
+            "FROM provisioned_concurrency ORDER BY function_name, qualifier"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [ProvisionedConfig(row[0], row[1], int(row[2]), float(row[3])) for row in rows]
 
     async def close(self) -> None:
         await self._db.close()

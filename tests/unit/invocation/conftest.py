@@ -32,6 +32,7 @@ class Plane:
     placement: Placement
     invoker: Invoker
     record: FunctionRecord
+    launcher: Launcher
 
 
 def function_record(blob_sha: str, size: int, timeout: int = 3) -> FunctionRecord:
@@ -64,7 +65,8 @@ async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
     launcher = Launcher(backend, blobs, catalogue, logs, clock, "us-east-1", "000000000000")
     placement = Placement(lambda r: invoker.start_environment(r), clock, 60)  # noqa: PLW0108
     invoker = Invoker(launcher, placement, clock, init_timeout_s=10)
-    yield Plane(clock, backend, store, logs, placement, invoker, function_record(sha, len(data)))
+    record = function_record(sha, len(data))
+    yield Plane(clock, backend, store, logs, placement, invoker, record, launcher)
     await placement.close()
     await logs.close()
     await store.close()

@@ -27,11 +27,14 @@ async def test_cold_then_warm_invoke_reuses_the_environment(plane: Plane) -> Non
     assert lines[2] == f"END RequestId: {first.request_id}\n"
     assert re.fullmatch(
         rf"REPORT RequestId: {first.request_id}\tDuration: \d+\.\d\d ms\tBilled Duration: 13 ms"
-        r"\tMemory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 12\.50 ms\t\n",
+        r"\tMemory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 12\.50 ms"
+        r"\tEmber Start Kind: cold\t\n",
         lines[3],
     )
     second = await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN, tail=True))
-    assert "Init Duration" not in base64.b64decode(second.log_result or "").decode()
+    second_lines = base64.b64decode(second.log_result or "").decode()
+    assert "Init Duration" not in second_lines
+    assert second_lines.endswith("\tMax Memory Used: 40 MB\tEmber Start Kind: warm\t\n")
     assert len(plane.backend.started) == 1
 
 

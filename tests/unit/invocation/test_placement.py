@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +93,33 @@ async def test_an_environment_busy_while_its_function_changes_is_not_kept(plane:
     assert plane.placement.statistics().idle == 0  # READY, but of a retired generation
     await plane.placement.close()
     assert plane.backend.started[0].killed
+
+
+async def test_every_invoke_knows_how_it_started(plane: Plane) -> None:
+    plane.backend.pool = 1  # the first start finds a pre-started sandbox, the next does not
+    reports = []
+    for record in (plane.record, plane.record, replace(plane.record, name="other")):
+        result = await plane.invoker.invoke(record, InvocationRequest(b"{}", ARN, tail=True))
+        reports.append(base64.b64decode(result.log_result or "").decode().splitlines()[-1])
+    kinds = [line.rsplit("\tEmber Start Kind: ", 1)[1] for line in reports]
+    assert kinds == ["prewarmed\t", "warm\t", "cold\t"]
+    assert plane.placement.statistics().starts == {
+        "cold": 1, "prewarmed": 1, "warm": 1, "provisioned": 0,
+    }  # fmt: skip
+    scraped = plane.invoker.metrics.render().decode()
+    assert 'ember_starts_total{function="fn",kind="prewarmed"} 1.0' in scraped
+    assert 'ember_starts_total{function="other",kind="cold"} 1.0' in scraped
+
+
+async def test_statistics_count_environments_per_function(plane: Plane) -> None:
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    await plane.invoker.invoke(replace(plane.record, name="other"), InvocationRequest(b"{}", ARN))
+    async with plane.placement.environment(plane.record):
+        by_function = plane.placement.statistics().by_function
+    assert by_function == {
+        "fn": {"idle": 0, "busy": 1, "provisioned": 0},
+        "other": {"idle": 1, "busy": 0, "provisioned": 0},
+    }
 
 
 async def test_a_version_never_reuses_an_environment_of_latest(plane: Plane) -> None:

@@ -50,3 +50,19 @@ def test_timeout_line_and_stream_name() -> None:
     assert re.fullmatch(
         r"2023/11/14/\[\$LATEST\][0-9a-f]{32}", lines.log_stream_name("$LATEST", 1_700_000_000)
     )
+
+
+def test_the_start_kind_follows_every_aws_field() -> None:
+    line = lines.report(
+        "id",
+        duration_ms=3000,
+        memory_mb=128,
+        max_memory_mb=64,
+        init_ms=110.1,
+        status="timeout",
+        start_kind="prewarmed",
+    )
+    standard = lines.report(
+        "id", duration_ms=3000, memory_mb=128, max_memory_mb=64, init_ms=110.1, status="timeout"
+    )
+    assert line == standard[:-1] + "Ember Start Kind: prewarmed\t\n"  # AWS's part unchanged
