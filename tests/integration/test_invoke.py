@@ -135,6 +135,21 @@ def test_handler_exception_is_unhandled_function_error(lambda_client: Any) -> No
     assert any('raise ValueError("bad input: "' in frame for frame in error["stackTrace"])
 
 
+def test_an_error_with_a_200_kb_message_is_reported_whole(lambda_client: Any) -> None:
+    """The runtime client sends the error's X-Ray cause (with the message) in a request
+    header; the agent takes heads as large as RAPID does (1 MiB)."""
+    create(
+        lambda_client,
+        "big-error",
+        'def handler(event, context):\n    raise ValueError("x" * 200_000)\n',
+    )
+    response = invoke(lambda_client, "big-error", {})
+    assert response["FunctionError"] == "Unhandled"
+    error = body(response)
+    assert error["errorType"] == "ValueError"
+    assert error["errorMessage"] == "x" * 200_000
+
+
 @pytest.mark.parametrize(
     ("name", "source", "handler", "error_type", "message"),
     [

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from ember.agent.extension_procs import LaunchError, discover, extension_env
-from ember.agent.http_server import start_server
+from ember.agent.http_server import small_reads, start_server
 from ember.agent.lifecycle import Lifecycle
 from ember.agent.protocol import Kind, ProtocolError, StartMeta, encode, read_frame
 from ember.agent.rendering import MAX_PAYLOAD_BYTES
@@ -137,6 +137,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         channel = socket.socket(fileno=self._channel_fd)
         reader, writer = await asyncio.open_unix_connection(sock=channel)
+        small_reads(writer.transport)
         host = HostLink(writer)
         try:
             start = await read_start(reader)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ember.agent.http_server import HttpConnection, Request, Response
+from ember.agent.http_server import MAX_HEAD_BYTES, HttpConnection, Request, Response
 
 
 class FakeTransport(asyncio.Transport):
@@ -148,7 +148,7 @@ async def test_malformed_requests_get_400_and_a_close(request_bytes: bytes) -> N
 
 async def test_an_endless_head_gets_431() -> None:
     connection, transport, _ = connect()
-    connection.data_received(b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000)
+    connection.data_received(b"GET / HTTP/1.1\r\nX: " + b"a" * (MAX_HEAD_BYTES + 1))
     assert transport.written.startswith(b"HTTP/1.1 431 ")
     assert transport.closed
 
