@@ -8,6 +8,7 @@ registry, and renders the record (``api.shapes``). No handler builds error JSON.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import time
@@ -55,8 +56,10 @@ class FunctionsApi:
 
     def resolve(self, request: Request) -> tuple[str, str | None]:
         """``{FunctionName}`` (+ ``?Qualifier=``) → (name, qualifier)."""
-        name, in_name = parse_function_ref(request.path_params["name"], self._region, self._account)
-        return name, merge_qualifier(in_name, request.query_params.get("Qualifier"))
+        name, in_name = _parse_ref(request.path_params["name"], self._region, self._account)
+        query = request.scope["query_string"]
+        qualifier = request.query_params.get("Qualifier") if query else None
+        return name, merge_qualifier(in_name, qualifier)
 
     def configuration(self, record: FunctionRecord, qualifier: str | None = None) -> dict[str, Any]:
         """The FunctionConfiguration shape; ``qualifier`` qualifies its FunctionArn."""
@@ -170,6 +173,13 @@ class FunctionsApi:
 
     def _url_signature(self, sha: str, expires: str) -> str:
         return hmac.new(self._url_key, f"{sha}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ref(value: str, region: str, account: str) -> tuple[str, str | None]:
+    """``parse_function_ref``, remembered: the invoke path parses the same few names over
+    and over (a refused name raises, and exceptions are not cached)."""
+    return parse_function_ref(value, region, account)
 
 
 def _function_version_filter(value: str | None) -> bool:

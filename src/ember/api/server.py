@@ -68,6 +68,8 @@ def build_app(services: Services) -> Starlette:
     functions, invoke = services.functions, services.invoke
     fn = "/2015-03-31/functions/{name}"
     routes = [
+        # first: the hot path (starlette tries routes in order, a regex match each)
+        Route(fn + "/invocations", op(invoke.invoke), methods=["POST"]),
         Route("/2015-03-31/functions", op(functions.create), methods=["POST"]),
         Route("/2015-03-31/functions/", op(functions.create), methods=["POST"]),
         Route("/2015-03-31/functions", op(functions.list), methods=["GET"]),
@@ -77,7 +79,6 @@ def build_app(services: Services) -> Starlette:
         Route(fn + "/code", op(functions.update_code), methods=["PUT"]),
         Route(fn + "/configuration", op(functions.get_configuration), methods=["GET"]),
         Route(fn + "/configuration", op(functions.update_configuration), methods=["PUT"]),
-        Route(fn + "/invocations", op(invoke.invoke), methods=["POST"]),
         Route("/2016-08-19/account-settings", op(_account_settings(services)), methods=["GET"]),
         Route("/2016-08-19/account-settings/", op(_account_settings(services)), methods=["GET"]),
         Route("/ember/logs", op(_read_logs(services)), methods=["GET"]),
