@@ -356,3 +356,21 @@ async def test_an_external_extension_in_a_namespace_sandbox(
     finally:
         await sandbox.kill()
         await backend.close()
+
+
+def test_sandbox_localdomain_is_the_sandbox_itself(lambda_client: Any) -> None:
+    """Extensions bind their telemetry listener by the name Lambda's docs use."""
+    source = (
+        "import socket\n\n"
+        "def handler(e, c):\n"
+        "    return socket.gethostbyname('sandbox.localdomain')\n"
+    )
+    lambda_client.create_function(
+        FunctionName="localdomain",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": source})},
+    )
+    lambda_client.get_waiter("function_active_v2").wait(FunctionName="localdomain")
+    assert body(invoke(lambda_client, "localdomain", {})) == "127.0.0.1"

@@ -88,7 +88,8 @@ ETC_FILES = {
     "/etc/passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
     "sbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\n",
     "/etc/group": "root:x:0:\nsbx_user1051:x:990:\n",
-    "/etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    # sandbox.localdomain: the name Lambda's docs give extensions for their telemetry listener
+    "/etc/hosts": "127.0.0.1\tlocalhost sandbox.localdomain\n::1\tlocalhost\n",
     "/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
     "/var/rapid/ember/__init__.py": "",
 }
