@@ -413,3 +413,30 @@ def test_streamified_handler(lambda_client: Any) -> None:
     again = invoke(lambda_client, "node-streaming", {}, LogType="Tail")
     assert again["Body"] == b"hello node-streaming"
     assert "Init Duration" not in tail(again)  # the environment went on after the failure
+
+
+def test_a_node_module_from_a_layer(lambda_client: Any) -> None:
+    """/opt/nodejs/node_modules (and the node<major> folder before it) are on NODE_PATH."""
+    shared = make_zip(
+        {
+            "nodejs/node_modules/greeting/index.js": "exports.word = 'from the layer';\n",
+            "nodejs/node_modules/shadowed/index.js": "exports.where = 'generic folder';\n",
+            f"nodejs/node{NODE_RUNTIMES[RUNTIME]}/node_modules/shadowed/index.js": (
+                "exports.where = 'major folder';\n"
+            ),
+        }
+    )
+    layer = lambda_client.publish_layer_version(LayerName="node-lib", Content={"ZipFile": shared})
+    deploy(
+        lambda_client,
+        "node-layer",
+        {
+            "index.js": (
+                "const { word } = require('greeting');\n"
+                "const { where } = require('shadowed');\n"
+                "exports.handler = async () => `${word}, ${where}`;\n"
+            )
+        },
+        Layers=[layer["LayerVersionArn"]],
+    )
+    assert body(invoke(lambda_client, "node-layer", {})) == "from the layer, major folder"
