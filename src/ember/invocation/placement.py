@@ -293,10 +293,24 @@ class Placement:
         envs = self._provisioned_idle.get(key)
         while envs:
             env = envs.pop()
-            if env.state is EnvState.READY and await env.wait_back(timeout_s):
+            if await self._back_in_time(env, timeout_s, self._lose):
                 return env
             self._lose(env)
         return None
+
+    @staticmethod
+    async def _back_in_time(
+        env: ExecutionEnvironment,
+        timeout_s: float,
+        drop: Callable[[ExecutionEnvironment], object],
+    ) -> bool:
+        """Whether a taken idle environment is READY and back on ``/next`` in time. If the
+        wait is cancelled, ``drop`` it: it is in no list any more, and would be lost."""
+        try:
+            return env.state is EnvState.READY and await env.wait_back(timeout_s)
+        except BaseException:
+            drop(env)
+            raise
 
     def _provisioned_back(self, env: ExecutionEnvironment, key: Generation) -> None:
         if env.state is EnvState.READY:
@@ -350,7 +364,7 @@ class Placement:
         envs = self._idle.get(key)
         while envs:
             env = envs.pop()
-            if env.state is EnvState.READY and await env.wait_back(timeout_s):
+            if await self._back_in_time(env, timeout_s, self._stop_later):
                 return env
             self._stop_later(env)
         return None

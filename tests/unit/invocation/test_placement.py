@@ -7,6 +7,8 @@ import base64
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from ember.agent.protocol import Frame, Kind, encode
 from ember.invocation.environment import EnvState
 from ember.invocation.invoker import InvocationRequest
@@ -144,3 +146,23 @@ async def test_retiring_one_version_keeps_the_others(plane: Plane) -> None:
     assert len(plane.backend.started) == 2
     plane.placement.retire("fn")  # DeleteFunction: every version
     assert plane.placement.statistics().idle == 0
+
+
+async def test_an_invoke_cancelled_while_its_environment_comes_back_loses_nothing(
+    plane: Plane,
+) -> None:
+    def never_back(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        return [reply for reply in echo_agent(frame) if reply[0] is not Kind.NEXT]
+
+    plane.backend.script = never_back  # answers, but its runtime never asks for more
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))
+    second = asyncio.create_task(plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN)))
+    for _ in range(50):  # a few loop turns: it takes the environment and waits for it
+        await asyncio.sleep(0)
+    assert plane.placement.statistics().idle == 0
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await plane.placement.close()
+    assert plane.backend.started[0].killed  # stopped, not forgotten in no list
+    assert plane.placement.budget.used_mb == 0
