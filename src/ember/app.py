@@ -16,7 +16,7 @@ import random
 import secrets
 import string
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,8 @@ class Ember:
     dispatcher: AsyncDispatcher | None = None
     event_configs: EventInvokeConfigs | None = None
     provisioned: ProvisionedConcurrency | None = None
+    # background clean-ups (a deleted function's configurations), awaited at close
+    chores: set[asyncio.Task[None]] = field(default_factory=set)
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -264,6 +266,7 @@ class Ember:
             dispatcher=dispatcher,
             event_configs=event_configs,
             provisioned=provisioned,
+            chores=forgetting,
         )
         await ember._start()
         return ember
@@ -288,9 +291,12 @@ class Ember:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
-            self.placement.reap()
-            if self.provisioned is not None:  # aliases may point elsewhere now
-                await self.provisioned.follow(self.registry.get)
+            try:
+                self.placement.reap()
+                if self.provisioned is not None:  # aliases may point elsewhere now
+                    await self.provisioned.follow(self.registry.get)
+            except Exception:  # one failure must not end reaping for the server's life
+                log.exception("reaping idle environments failed; trying again later")
 
     def begin_shutdown(self) -> None:
         """SIGTERM/SIGINT: pollers stop, then long polls end, so only real work holds us up."""
@@ -310,6 +316,7 @@ class Ember:
             await self.dispatcher.close()  # events in flight stay stored for the next start
         if self.provisioned is not None:
             await self.provisioned.close()
+        await asyncio.gather(*self.chores, return_exceptions=True)  # before the stores close
         await self.placement.close()
         await self.registry.close()
         await self.logs.close()

@@ -329,14 +329,17 @@ class Lifecycle:
     def _emit_report(self, track: InvokeTrack) -> None:
         duration = self._elapsed_ms(track.started)
         memory_mb = int(self._env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128") or 128)
+        init_ms, self._init_ms = self._init_ms, None
         metrics: dict[str, Any] = {
             "durationMs": duration,
-            "billedDurationMs": max(1, math.ceil(duration)),
+            # as the REPORT line (lambda-spec §4.6): since 2025-08 a cold start's INIT is
+            # billed with its first invoke
+            "billedDurationMs": max(1, math.ceil(duration + (init_ms or 0.0))),
             "memorySizeMB": memory_mb,
             "maxMemoryUsedMB": max(1, round(track.memory_peak_kb / 1024)),
         }
-        if self._init_ms is not None:
-            metrics["initDurationMs"], self._init_ms = self._init_ms, None
+        if init_ms is not None:
+            metrics["initDurationMs"] = init_ms
         record: dict[str, Any] = {"requestId": track.request_id, "status": track.status}
         if track.error_type:
             record["errorType"] = track.error_type

@@ -132,10 +132,13 @@ class ProvisionedConcurrency:
         if version is None:
             await self._store.delete_provisioned(function_name)
         for key in [k for k in self._allocations if k[0] == function_name]:
-            allocation = self._allocations[key]
+            allocation = self._allocations.get(key)  # a delete may have come in meanwhile
+            if allocation is None:
+                continue
             if version is None or allocation.record.version == version:
                 await self._store.delete_provisioned(function_name, key[1])
-                self._drop(allocation)
+                if self._allocations.get(key) is allocation:
+                    self._drop(allocation)
 
     async def follow(self, resolve: Resolver) -> None:
         """Aliases move: a configuration whose alias now names another version is allocated

@@ -282,7 +282,9 @@ class NamespaceBackend:
         self.pool_size = pool_size
         # what pooled sandboxes pre-fault ahead (MADV_POPULATE_WRITE): PREFAULT_MODES
         self.prefault = prefault
-        self._working_sets: dict[str, working_set.WorkingSet] = {}  # by zygote interpreter
+        # by zygote interpreter: the zygote process it was recorded from (its pid: a
+        # restarted zygote has another address layout) and the working set
+        self._working_sets: dict[str, tuple[int, working_set.WorkingSet]] = {}
         self._recording: set[str] = set()  # interpreters whose working set is being read
         self._tasks: set[asyncio.Task[None]] = set()
         # what a recording waits for before it reads the first start's pages (tests: a gate)
@@ -376,10 +378,18 @@ class NamespaceBackend:
         (None: all): per ``prefault`` and the working set recorded so far."""
         if self.prefault == PREFAULT_FULL:
             return True, None
-        recorded = self._working_sets.get(interpreter)
+        recorded = self._recorded(interpreter)
         if self.prefault == PREFAULT_WORKING_SET and recorded is not None:
             return True, recorded
         return False, None
+
+    def _recorded(self, interpreter: str) -> working_set.WorkingSet | None:
+        """The working set recorded from the zygote process running now, if any."""
+        entry = self._working_sets.get(interpreter)
+        zygote = self._zygotes.get(interpreter)
+        if entry is None or zygote is None or entry[0] != zygote.pid:
+            return None
+        return entry[1]
 
     async def start(self, spec: SandboxSpec) -> NamespaceSandbox:
         zygote = self.zygote_for(spec)
@@ -401,7 +411,9 @@ class NamespaceBackend:
         """Once per zygote: read what the first start wrote, after it ran a while."""
         if self.prefault != PREFAULT_WORKING_SET or not isinstance(prepared.cgroup, cgroups.Cgroup):
             return  # rootless without cgroups: its processes cannot be listed, no recording
-        if interpreter in self._working_sets or interpreter in self._recording:
+        if prepared.origin is None or prepared.origin != self._zygotes[interpreter].pid:
+            return  # pre-started by an earlier zygote process: another address layout
+        if self._recorded(interpreter) is not None or interpreter in self._recording:
             return
         self._recording.add(interpreter)
         task = asyncio.get_running_loop().create_task(
@@ -420,11 +432,15 @@ class NamespaceBackend:
         try:
             await self.record_after()
             recorded = await asyncio.to_thread(_read_working_set, prepared)
+        except Exception:
+            log.exception("cold starts: the working set of %s could not be read", interpreter)
+            return
         finally:
             self._recording.discard(interpreter)
         if not recorded["runtime"]:
             return  # the sandbox ended first: the next start records
-        self._working_sets[interpreter] = recorded
+        assert prepared.origin is not None  # checked when the recording was scheduled
+        self._working_sets[interpreter] = (prepared.origin, recorded)
         log.info(
             "cold starts: working set of %s recorded (agent %.1f MiB, runtime %.1f MiB); "
             "pooled sandboxes pre-fault it from now on", interpreter,
@@ -578,6 +594,7 @@ class Prepared:
     control: socket.socket  # one message on it specialises the sandbox
     cgroup: SandboxCgroup  # joined already; limits written at specialisation
     pooled: bool = False  # taken from the pool's ready ones (not pre-started on demand)
+    origin: int | None = None  # pid of the zygote process that forked it
 
     def discard(self) -> None:
         """Kill it, wait until it is gone (pidfd), remove its cgroup."""
@@ -665,9 +682,11 @@ class WarmPool:
         if self._closed:
             return
         self._generation += 1  # a refill in flight drops what it started before this
-        while self._ready:
-            self._ready.popleft().discard()
+        stale = list(self._ready)
+        self._ready.clear()
         self.refill_soon()
+        for prepared in stale:  # kill and wait: off the event loop
+            await asyncio.to_thread(prepared.discard)
 
     async def _refill(self) -> None:
         try:
@@ -712,7 +731,7 @@ class WarmPool:
         except BaseException:
             cgroup.remove()
             raise
-        return Prepared(pid, pidfd, control, cgroup)
+        return Prepared(pid, pidfd, control, cgroup, origin=self._zygote.pid)
 
     async def close(self) -> None:
         """Stop refilling (for good) and discard the waiting sandboxes."""
@@ -723,8 +742,10 @@ class WarmPool:
         if refilling is not None:
             refilling.cancel()
             await asyncio.wait({refilling})
-        while self._ready:
-            self._ready.popleft().discard()
+        stale = list(self._ready)
+        self._ready.clear()
+        for prepared in stale:  # kill and wait: off the event loop
+            await asyncio.to_thread(prepared.discard)
 
 
 def _read_working_set(prepared: Prepared) -> working_set.WorkingSet:
