@@ -234,7 +234,7 @@ class Ember:
             sqs=SqsApi(queues, auth),
             event_sources=EventSourcesApi(mappings),
             versions=VersionsApi(functions, registry),
-            aliases=AliasesApi(functions, registry),
+            aliases=AliasesApi(functions, registry, alias_deleted=provisioned.delete),
             layers=LayersApi(layers, functions),
             tags=TagsApi(FunctionTags(registry, settings.region, settings.account_id)),
             concurrency=ConcurrencyApi(

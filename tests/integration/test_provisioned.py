@@ -219,3 +219,19 @@ def test_aliases_of_latest_or_with_weights_cannot_be_provisioned(lambda_client: 
             )
         assert error_code(excinfo) == ("InvalidParameterValueException", 400)
         assert excinfo.value.response["Error"]["Message"] == message
+
+
+def test_deleting_an_alias_deletes_its_provisioned_concurrency(lambda_client: Any) -> None:
+    create(lambda_client, "alias-provisioned", HELLO)
+    version = lambda_client.publish_version(FunctionName="alias-provisioned")["Version"]
+    lambda_client.create_alias(
+        FunctionName="alias-provisioned", Name="live", FunctionVersion=version
+    )
+    lambda_client.put_provisioned_concurrency_config(
+        FunctionName="alias-provisioned", Qualifier="live", ProvisionedConcurrentExecutions=1
+    )
+    listed = lambda_client.list_provisioned_concurrency_configs(FunctionName="alias-provisioned")
+    assert len(listed["ProvisionedConcurrencyConfigs"]) == 1
+    lambda_client.delete_alias(FunctionName="alias-provisioned", Name="live")
+    listed = lambda_client.list_provisioned_concurrency_configs(FunctionName="alias-provisioned")
+    assert listed["ProvisionedConcurrencyConfigs"] == []

@@ -7,6 +7,7 @@ Bodies are checked by ``control.aliases.parse_alias_input``; the rules live in t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -25,9 +26,16 @@ from ember.model.functions import AliasRecord
 class AliasesApi:
     """Scope: one per server."""
 
-    def __init__(self, functions: FunctionsApi, registry: FunctionRegistry) -> None:
+    def __init__(
+        self,
+        functions: FunctionsApi,
+        registry: FunctionRegistry,
+        alias_deleted: Callable[[str, str], Awaitable[object]] | None = None,
+    ) -> None:
         self._functions = functions
         self._registry = registry
+        # what else goes with an alias (its provisioned concurrency), after the delete
+        self._alias_deleted = alias_deleted
 
     def shape(self, alias: AliasRecord) -> dict[str, Any]:
         return alias_configuration(alias, self._registry.arn(alias.function_name, alias.name))
@@ -50,6 +58,8 @@ class AliasesApi:
     async def delete(self, request: Request, _body: bytes) -> Response:
         name, alias = self._function(request), _alias_name(request)
         await self._registry.aliases.delete(name, alias)
+        if self._alias_deleted is not None:
+            await self._alias_deleted(name, alias)
         return Response(status_code=204)
 
     async def list(self, request: Request, _body: bytes) -> Response:
