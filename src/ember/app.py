@@ -244,6 +244,7 @@ class Ember:
                 placement,
                 async_statistics=dispatcher.statistics,
                 pools=backend.statistics,
+                provisioned_claim=lambda name: provisioned_api.unreserved_claim(excluding=name),
             ),
             event_invoke=EventInvokeConfigApi(functions, registry, event_configs),
             provisioned=provisioned_api,

@@ -235,3 +235,26 @@ def test_deleting_an_alias_deletes_its_provisioned_concurrency(lambda_client: An
     lambda_client.delete_alias(FunctionName="alias-provisioned", Name="live")
     listed = lambda_client.list_provisioned_concurrency_configs(FunctionName="alias-provisioned")
     assert listed["ProvisionedConcurrencyConfigs"] == []
+
+
+def test_a_reservation_counts_the_others_provisioned_concurrency(tmp_path: Path) -> None:
+    """Provisioned concurrency of a function without a reservation is out of the unreserved
+    pool: a reservation elsewhere may not push that pool below 100 either."""
+    server = start_server(tmp_path, env={"EMBER_ACCOUNT_CONCURRENCY": "110"})
+    try:
+        client = server.client()
+        create(client, "claimer", HELLO)
+        version = client.publish_version(FunctionName="claimer")["Version"]
+        client.put_provisioned_concurrency_config(
+            FunctionName="claimer", Qualifier=version, ProvisionedConcurrentExecutions=5
+        )
+        create(client, "reserver", HELLO)
+        with pytest.raises(ClientError) as excinfo:
+            client.put_function_concurrency(FunctionName="reserver", ReservedConcurrentExecutions=6)
+        assert error_code(excinfo) == ("InvalidParameterValueException", 400)
+        assert "below its minimum value of [100]" in excinfo.value.response["Error"]["Message"]
+        client.put_function_concurrency(FunctionName="reserver", ReservedConcurrentExecutions=5)
+        settings = client.get_account_settings()["AccountLimit"]
+        assert settings["UnreservedConcurrentExecutions"] == 100
+    finally:
+        server.stop()

@@ -33,6 +33,7 @@ class ConcurrencyApi:
         placement: Placement,
         async_statistics: Callable[[], dict[str, Any]] | None = None,
         pools: Callable[[], dict[str, dict[str, int]]] = dict,
+        provisioned_claim: Callable[[str], int] = lambda _name: 0,
     ) -> None:
         self._functions = functions
         self._registry = registry
@@ -40,6 +41,9 @@ class ConcurrencyApi:
         self._placement = placement
         self._async_statistics = async_statistics
         self._pools = pools  # the sandbox backend's pools of pre-started sandboxes
+        # provisioned concurrency of the other functions without a reservation: it is out
+        # of the unreserved pool too
+        self._provisioned_claim = provisioned_claim
 
     async def put(self, request: Request, body: bytes) -> Response:
         name = self._unqualified(request)
@@ -54,7 +58,9 @@ class ConcurrencyApi:
                 f"1 validation error detected: Value '{value}' at 'reservedConcurrentExecutions' "
                 "failed to satisfy constraint: Member must have value greater than or equal to 0"
             )
-        await self._registry.set_reserved_concurrency(name, value)
+        await self._registry.set_reserved_concurrency(
+            name, value, claimed_elsewhere=self._provisioned_claim(name)
+        )
         return json_response({"ReservedConcurrentExecutions": value})
 
     async def get(self, request: Request, _body: bytes) -> Response:

@@ -66,11 +66,12 @@ class ProvisionedApi:
         self._provisioned = provisioned
         self._clock = clock
 
-    def unreserved_claim(self) -> int:
-        """Provisioned concurrency of functions without a reservation: it leaves the
-        unreserved pool (GetAccountSettings' UnreservedConcurrentExecutions)."""
+    def unreserved_claim(self, excluding: str | None = None) -> int:
+        """Provisioned concurrency of functions without a reservation (but ``excluding``):
+        it leaves the unreserved pool (GetAccountSettings' UnreservedConcurrentExecutions)."""
         totals = self._provisioned.requested_by_function()
         unreserved = {r.name for r in self._registry.list() if r.reserved_concurrency is None}
+        unreserved.discard(excluding or "")
         return sum(total for name, total in totals.items() if name in unreserved)
 
     def unreserved_pool(self) -> int:

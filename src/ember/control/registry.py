@@ -158,13 +158,20 @@ class FunctionRegistry:
         """What functions without a reservation share: the account limit less reservations."""
         return self.account_concurrency - self.reserved_total()
 
-    async def set_reserved_concurrency(self, name: str, reserved: int | None) -> FunctionRecord:
-        """PutFunctionConcurrency (an int) / DeleteFunctionConcurrency (None)."""
+    async def set_reserved_concurrency(
+        self, name: str, reserved: int | None, claimed_elsewhere: int = 0
+    ) -> FunctionRecord:
+        """PutFunctionConcurrency (an int) / DeleteFunctionConcurrency (None).
+
+        ``claimed_elsewhere``: what else leaves the unreserved pool (other functions'
+        provisioned concurrency), so that a reservation cannot push it below the minimum.
+        """
         async with self._lock:
             current = self.get(name)
             if reserved is not None:
                 others = self.reserved_total() - (current.reserved_concurrency or 0)
-                if self.account_concurrency - others - reserved < UNRESERVED_MINIMUM:
+                free = self.account_concurrency - others - claimed_elsewhere - reserved
+                if free < UNRESERVED_MINIMUM:
                     raise InvalidParameterValueException(
                         "Specified ReservedConcurrentExecutions for function decreases "
                         "account's UnreservedConcurrentExecution below its minimum value of "
