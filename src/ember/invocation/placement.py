@@ -98,6 +98,10 @@ class Placement:
         # generation => idle environments, most recently used last
         self._idle: dict[Generation, list[ExecutionEnvironment]] = {}
         self._busy: set[ExecutionEnvironment] = set()
+        self._busy_keys: dict[ExecutionEnvironment, Generation] = {}
+        # busy environments to stop once back: retired (their function changed, e.g. its
+        # tags, which the generation does not show) or no longer provisioned
+        self._retired: set[ExecutionEnvironment] = set()
         # (function, version) => the generation last asked for; older ones are not kept idle
         self._current: dict[tuple[str, str], Generation] = {}
         self._memory: dict[ExecutionEnvironment, int] = {}  # live environment => its MB
@@ -119,15 +123,24 @@ class Placement:
         self._current[version] = key
         env, kind = await self._acquire(record, key)
         self._busy.add(env)
+        self._busy_keys[env] = key
         self._kinds[env] = kind
         self._starts[kind] += 1
         try:
             yield env
         finally:
             self._busy.discard(env)
+            self._busy_keys.pop(env, None)
             self._kinds.pop(env, None)
+            retired = env in self._retired
+            self._retired.discard(env)
             if env in self._provisioned:
-                self._provisioned_back(env, key)
+                if retired:
+                    self._lose(env)  # its owner starts a new one, as for one that died
+                else:
+                    self._provisioned_back(env, key)
+            elif retired:
+                self._stop_later(env)
             elif env.state is EnvState.READY and self._current.get(version) == key:
                 self._idle.setdefault(key, []).append(env)
                 self.budget.changed()  # evictable now: a waiting start may use its memory
@@ -151,6 +164,8 @@ class Placement:
         if env not in self._provisioned:
             return
         self._provisioned.discard(env)
+        if env in self._busy:
+            self._retired.add(env)  # not back to the on-demand idle list
         for envs in self._provisioned_idle.values():
             if env in envs:
                 envs.remove(env)
@@ -187,6 +202,7 @@ class Placement:
 
         for current in [c for c in self._current if matches(*c)]:
             del self._current[current]
+        self._retired.update(env for env, key in self._busy_keys.items() if matches(key[0], key[1]))
         for key in [k for k in self._idle if matches(k[0], k[1])]:
             for env in self._idle.pop(key):
                 self._stop_later(env)

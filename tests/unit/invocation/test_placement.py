@@ -97,6 +97,36 @@ async def test_an_environment_busy_while_its_function_changes_is_not_kept(plane:
     assert plane.backend.started[0].killed
 
 
+async def test_a_retired_busy_environment_is_not_kept_when_the_generation_is_the_same(
+    plane: Plane,
+) -> None:
+    """A change the generation does not show (tags: ember:network) retires busy
+    environments too, even when another invoke made that generation current again."""
+    invoked = asyncio.Event()
+
+    def first_held(frame: Frame) -> list[tuple[Kind, dict[str, Any], bytes]]:
+        if frame.kind is Kind.START:
+            return [(Kind.INIT_DONE, {"init_ms": 1.0}, b"")]
+        if not invoked.is_set():
+            invoked.set()
+            return []  # the first invoke is answered below
+        return echo_agent(frame)
+
+    plane.backend.script = first_held
+    task = asyncio.create_task(plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN)))
+    await invoked.wait()
+    plane.placement.retire("fn")  # TagResource while it runs
+    await plane.invoker.invoke(plane.record, InvocationRequest(b"{}", ARN))  # a new one
+    held = plane.backend.started[0]
+    env = next(iter(plane.placement._busy))
+    meta = {"id": env._pending_id, "content_type": "application/json"}
+    held._agent_writer.writelines(encode(Kind.RESPONSE, meta, b"{}"))
+    assert (await task).function_error is None
+    assert plane.placement.statistics().idle == 1  # only the environment started after
+    await plane.placement.close()
+    assert held.killed
+
+
 async def test_every_invoke_knows_how_it_started(plane: Plane) -> None:
     plane.backend.pool = 1  # the first start finds a pre-started sandbox, the next does not
     reports = []
