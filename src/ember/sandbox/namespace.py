@@ -58,6 +58,7 @@ from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
 from ember.sandbox import cgroups, nsinit, working_set
+from ember.sandbox import zygote as zygote_module
 from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
 from ember.sandbox.network import (
     NetworkSync,
@@ -690,10 +691,14 @@ class WarmPool:
 
     async def _refill(self) -> None:
         try:
-            while len(self._ready) < self._backend.pool_size and not self.memory_low():
+            while (
+                len(self._ready) < self._backend.pool_size
+                and not self._closed
+                and not self.memory_low()
+            ):
                 generation = self._generation
                 prepared = await self._prestart(warm=True)
-                if generation == self._generation:
+                if generation == self._generation and not self._closed:
                     self._ready.append(prepared)
                 else:
                     await asyncio.to_thread(prepared.discard)
@@ -739,9 +744,12 @@ class WarmPool:
         if self._refill_timer is not None:
             self._refill_timer.cancel()
         refilling = self._refilling
-        if refilling is not None:
-            refilling.cancel()
-            await asyncio.wait({refilling})
+        if refilling is not None:  # let its zygote request finish (cancelled half-way, the
+            # zygote would be restarted and a half-made sandbox left in its cgroup)
+            done, _ = await asyncio.wait({refilling}, timeout=zygote_module.REPLY_TIMEOUT_S)
+            if not done:
+                refilling.cancel()
+                await asyncio.wait({refilling})
         stale = list(self._ready)
         self._ready.clear()
         for prepared in stale:  # kill and wait: off the event loop
