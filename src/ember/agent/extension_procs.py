@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 
 from ember.agent.extensions_api import MAX_EXTENSIONS
-from ember.agent.runtime import ExitStatus, _pdeathsig_preexec
+from ember.agent.runtime import ExitStatus, spawn_captured
 
 DISABLE_FILE = "disable-extensions-jwigqn8j"
 RUNTIME_ONLY = frozenset(
@@ -81,31 +80,12 @@ class ExtensionProcess:
     @classmethod
     def spawn(cls, path: str, env: dict[str, str]) -> ExtensionProcess:
         name = os.path.basename(path)  # noqa: PTH119 - no pathlib in the agent
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
         try:
-            child = subprocess.Popen(
-                [path],
-                cwd="/",
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
-                start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - the agent has no threads
-            )
+            pid, out_read, err_read = spawn_captured([path], "/", env)
         except OSError as exc:
-            os.close(out_read)
-            os.close(err_read)
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise LaunchError(name, f"fork/exec {path}: {reason}") from exc
-        finally:
-            os.close(out_write)
-            os.close(err_write)
-        child.returncode = 0  # reaped by ChildReaper, never by Popen
-        os.set_blocking(out_read, False)
-        os.set_blocking(err_read, False)
-        return cls(name, child.pid, out_read, err_read)
+        return cls(name, pid, out_read, err_read)
 
     def signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -144,6 +144,36 @@ def fork_template(
     return RuntimeTemplate(pid, control_write, out_read, err_read)
 
 
+def spawn_captured(argv: list[str], cwd: str, env: dict[str, str]) -> tuple[int, int, int]:
+    """Start ``argv`` in a session of its own, stdin /dev/null, dying with the agent; its
+    stdout and stderr on fresh non-blocking pipes. Returns (pid, stdout fd, stderr fd);
+    the child is reaped by ``ChildReaper``, never by ``Popen``. Raises ``OSError``."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        child = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out_write,
+            stderr=err_write,
+            start_new_session=True,
+            preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - the agent has no threads
+        )
+    except OSError:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    child.returncode = 0  # reaped by ChildReaper, never by Popen
+    os.set_blocking(out_read, False)
+    os.set_blocking(err_read, False)
+    return child.pid, out_read, err_read
+
+
 def _drop_template() -> None:
     """Close the template's pipes: it reads EOF and exits (reaped as any child)."""
     global _template
@@ -258,31 +288,12 @@ class RuntimeProcess:
         if runtime is not None:
             return cls._fork(runtime, argv, cwd, env)
         _drop_template()  # not a command it can stand for: let it exit
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
         started_at = asyncio.get_running_loop().time()
         try:
-            child = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
-                start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - the agent has no threads
-            )
+            pid, out_read, err_read = spawn_captured(argv, cwd, env)
         except OSError as exc:
-            os.close(out_read)
-            os.close(err_read)
             raise _spawn_error(exc, argv[0], cwd) from exc
-        finally:
-            os.close(out_write)
-            os.close(err_write)
-        child.returncode = 0  # reaped by ChildReaper, never by Popen
-        os.set_blocking(out_read, False)
-        os.set_blocking(err_read, False)
-        return cls(child.pid, out_read, err_read, started_at)
+        return cls(pid, out_read, err_read, started_at)
 
     @classmethod
     def _fork(
