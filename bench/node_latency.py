@@ -2,7 +2,7 @@
 
 Run by hand (never in the test suite):
 
-    .venv/bin/python bench/node_latency.py [--cold 15] [--warm 300] [--sandbox namespace]
+    .venv/bin/python -m bench.node_latency [--cold 15] [--warm 300] [--sandbox namespace]
         [--no-zygote] [--node-runtime nodejs20.x]
 
 One ``ember serve`` (``--no-auth``, temporary data dir, free loopback port); every figure
@@ -25,14 +25,14 @@ import io
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
+
+from bench.invoke_latency import summary, timed
 
 from ember.runtimes import nodejs
 
@@ -59,21 +59,6 @@ def code_zip(filename: str, source: str) -> bytes:
         info.external_attr = 0o100644 << 16  # readable by the sandbox's uid 993
         archive.writestr(info, source)
     return buffer.getvalue()
-
-
-def summary(samples_s: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in samples_s)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    return {"median_ms": statistics.median(ms), "p99_ms": p99, "n": len(ms)}
-
-
-def timed(action: Callable[[], object], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def start_server(
