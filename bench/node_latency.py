@@ -24,21 +24,18 @@ import http.client
 import io
 import json
 import os
-import re
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from bench.invoke_latency import summary, timed
+from bench.invoke_latency import request, start_server, summary, timed
 
 from ember.runtimes import nodejs
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-READY = re.compile(r"Ember listening on http://([\d.]+):(\d+)")
 ROLE = "arn:aws:iam::000000000000:role/bench"
 PYTHON_HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
 NODE_HELLO = "exports.handler = async () => ({ hello: 'world' });\n"
@@ -59,32 +56,6 @@ def code_zip(filename: str, source: str) -> bytes:
         info.external_attr = 0o100644 << 16  # readable by the sandbox's uid 993
         archive.writestr(info, source)
     return buffer.getvalue()
-
-
-def start_server(
-    data_dir: Path, sandbox: str, zygote: bool
-) -> tuple[subprocess.Popen[str], str, int]:
-    env = {**os.environ, "EMBER_ACCESS_KEY_ID": "AKIABENCH", "EMBER_SECRET_ACCESS_KEY": "bench"}
-    env["EMBER_SANDBOX_ZYGOTE"] = "1" if zygote else "0"
-    command = [sys.executable, "-m", "ember.cli.main", "serve", "--port", "0", "--no-auth",
-               "--data-dir", str(data_dir), "--sandbox", sandbox]  # fmt: skip
-    process = subprocess.Popen(
-        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if match := READY.search(line):
-            return process, match.group(1), int(match.group(2))
-    raise RuntimeError("server did not start")
-
-
-def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes = b"") -> bytes:
-    conn.request(method, path, body=body)
-    response = conn.getresponse()
-    data = response.read()
-    if response.status >= 300 or response.getheader("X-Amz-Function-Error"):
-        raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
-    return data
 
 
 def create(conn: http.client.HTTPConnection, name: str, runtime: str) -> None:

@@ -91,6 +91,11 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         stderr=subprocess.PIPE,
         text=True,
     )
+    return wait_until_listening(process, data_dir)
+
+
+def wait_until_listening(process: subprocess.Popen[str], data_dir: Path) -> EmberServer:
+    """Read a started ``ember serve``'s log (kept, on a thread) until it says it listens."""
     lines: queue.Queue[str] = queue.Queue()
     output: list[str] = []
 

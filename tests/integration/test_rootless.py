@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 import ember
-from tests.integration.conftest import ACCESS_KEY, READY, SECRET_KEY, EmberServer
+from tests.integration.conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    EmberServer,
+    wait_until_listening,
+)
 from tests.integration.test_functions_api import create
 from tests.integration.test_invoke import body, invoke
 from tests.integration.test_isolation import PROBES
@@ -118,23 +121,7 @@ def start_as_user(data_dir: Path, home: Path, open_tun: bool = False) -> EmberSe
         [*command, "--data-dir", str(data_dir)], env=environment,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        with process.stderr:
-            for line in process.stderr:
-                output.append(line)
-                lines.put(line)
-        lines.put("")
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    while line := lines.get(timeout=60):
-        if match := READY.search(line):
-            return EmberServer(process, match.group(1), data_dir, output, reader)
-    raise RuntimeError("ember serve exited early:\n" + "".join(output))
+    return wait_until_listening(process, data_dir)
 
 
 @pytest.fixture(scope="module")
