@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
@@ -87,7 +87,7 @@ class Ember:
     registry: FunctionRegistry
     placement: Placement
     invoker: Invoker
-    app: Starlette
+    app: ASGIApp
     events_store: EventsStore | None = None
     queues: QueueService | None = None
     mappings: MappingService | None = None

@@ -16,6 +16,7 @@ handler once, marked ``truncated``; what the handler answers is discarded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -151,8 +152,14 @@ class HttpConnection(asyncio.Protocol):
     arrive meanwhile stay in ``_buf`` and are parsed once the response has been written.
     """
 
-    def __init__(self, handler: Handler, max_body: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        max_body: int,
+        batch: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self._handler = handler
+        self._batch = batch
         self._max_body = max_body
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
@@ -169,13 +176,15 @@ class HttpConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         small_reads(transport)
+        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._transport is None:
             return  # closing after a final response: the rest is ignored
         self._buf += data
         if not self._busy:
-            self._parse()
+            with self._batch():
+                self._parse()
         elif len(self._buf) > PAUSE_READING_AT and self._transport and not self._paused:
             self._paused = True
             self._transport.pause_reading()
@@ -354,10 +363,17 @@ class HttpConnection(asyncio.Protocol):
         self._respond(_error_body(exc.status, str(exc)), keep_alive=False)
 
 
-async def start_server(sock: socket.socket, handler: Handler, *, max_body: int) -> asyncio.Server:
-    """Serve ``handler`` on an already bound and listening socket."""
+async def start_server(
+    sock: socket.socket,
+    handler: Handler,
+    *,
+    max_body: int,
+    batch: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> asyncio.Server:
+    """Serve ``handler`` on an already bound and listening socket. ``batch()`` is entered
+    around the handling of each read (every request it completes)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpConnection(handler, max_body), sock=sock)
+    return await loop.create_server(lambda: HttpConnection(handler, max_body, batch), sock=sock)
 
 
 def small_reads(transport: asyncio.BaseTransport) -> None:
@@ -366,3 +382,15 @@ def small_reads(transport: asyncio.BaseTransport) -> None:
     every read, 10-20 µs each, several times per invoke). Others are left as they are."""
     if hasattr(transport, "max_size"):
         transport.max_size = READ_SIZE
+
+
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Switch Nagle off on a TCP connection. asyncio does it only for sockets made with
+    ``proto=IPPROTO_TCP``; an accepted one inherits ``proto=0`` from a listener made with
+    ``socket.socket()``. With Nagle on, an answer written while the previous one is still
+    unacknowledged (a runtime that pipelines ``/next`` sends nothing to piggy-back the
+    ACK on) waits for the peer's delayed ACK: 40 ms."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

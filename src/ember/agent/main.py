@@ -14,6 +14,7 @@ import json
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ember.agent.extension_procs import LaunchError, discover, extension_env
@@ -41,10 +42,29 @@ class HostLink:
         self._writer = writer
         self.output: OutputCapture | None = None
         self._waiting_for_drain = False
+        self._holding = 0
+        self._held: list[bytes] = []
 
     def send(self, kind: Kind, meta: dict[str, Any], payload: bytes = b"") -> None:
-        if not self._writer.is_closing():
+        if self._holding:
+            self._held += encode(kind, meta, payload)
+        elif not self._writer.is_closing():
             self._writer.writelines(encode(kind, meta, payload))
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Frames sent inside the block leave together at its end, in one write (a
+        runtime that pipelines ``/response`` and ``/next`` gets RESPONSE and NEXT to the
+        host in one wake-up of each side). Order is kept; nothing is held past the block."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding and self._held:
+                held, self._held = self._held, []
+                if not self._writer.is_closing():
+                    self._writer.writelines(held)
 
     def report(self, kind: Kind, meta: dict[str, Any], payload: bytes = b"") -> None:
         if self.output is not None:
@@ -174,7 +194,9 @@ class Agent:
         env = {**start["env"], "AWS_LAMBDA_RUNTIME_API": address}
         lifecycle = Lifecycle(host, env, start.get("account_id", ""), loop)
         lifecycle.begin_init()
-        server = await start_server(sock, lifecycle.handle, max_body=MAX_PAYLOAD_BYTES)
+        server = await start_server(
+            sock, lifecycle.handle, max_body=MAX_PAYLOAD_BYTES, batch=host.held
+        )
         runtime: list[RuntimeProcess] = []
         channel = asyncio.ensure_future(relay_frames(reader, lifecycle, runtime))
         try:

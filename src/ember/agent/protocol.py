@@ -110,6 +110,50 @@ def encode(kind: Kind, meta: dict[str, Any] | None = None, payload: bytes = b"")
     return [head, payload] if payload else [head]
 
 
+class FrameReader:
+    """Frames from a stream, parsed out of whatever each read returns.
+
+    Where ``read_frame`` awaits twice per frame, this awaits once per arrival of data
+    (a RESPONSE with its LOG frames, say, comes in one read); a frame larger than what
+    is buffered is completed with one ``readexactly``. Same errors as ``read_frame``.
+    Scope: the only reader of its stream.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, read_size: int = 64 * 1024) -> None:
+        self._reader = reader
+        self._read_size = read_size
+        self._buffer = bytearray()
+
+    async def next(self) -> Frame | None:
+        """The next frame, or ``None`` at a clean end of stream."""
+        buffer = self._buffer
+        while len(buffer) < HEADER.size:
+            data = await self._reader.read(self._read_size)
+            if not data:
+                if buffer:
+                    raise ProtocolError("channel closed inside a frame header")
+                return None
+            buffer += data
+        kind, meta_len, payload_len = HEADER.unpack_from(buffer)
+        if meta_len > MAX_META or payload_len > MAX_PAYLOAD:
+            raise ProtocolError(f"frame too large: meta {meta_len}, payload {payload_len}")
+        end = HEADER.size + meta_len + payload_len
+        if len(buffer) < end:
+            try:
+                buffer += await self._reader.readexactly(end - len(buffer))
+            except asyncio.IncompleteReadError as exc:
+                raise ProtocolError("channel closed inside a frame") from exc
+        try:
+            frame_kind = Kind(kind)
+            meta = json.loads(buffer[HEADER.size : HEADER.size + meta_len]) if meta_len else {}
+        except ValueError as exc:
+            raise ProtocolError(f"bad frame: {exc}") from exc
+        with memoryview(buffer) as view:
+            payload = bytes(view[HEADER.size + meta_len : end])
+        del buffer[:end]
+        return Frame(frame_kind, meta, payload)
+
+
 async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     """The next frame, or ``None`` at a clean end of stream."""
     try:

@@ -69,10 +69,12 @@ class ProvisionedApi:
     def unreserved_claim(self, excluding: str | None = None) -> int:
         """Provisioned concurrency of functions without a reservation (but ``excluding``):
         it leaves the unreserved pool (GetAccountSettings' UnreservedConcurrentExecutions)."""
-        totals = self._provisioned.requested_by_function()
-        unreserved = {r.name for r in self._registry.list() if r.reserved_concurrency is None}
-        unreserved.discard(excluding or "")
-        return sum(total for name, total in totals.items() if name in unreserved)
+        totals = self._provisioned.requested_by_function()  # usually empty: cheap per invoke
+        return sum(
+            total
+            for name, total in totals.items()
+            if name != excluding and self._registry.draws_on_unreserved(name)
+        )
 
     def unreserved_pool(self) -> int:
         return self._registry.unreserved_pool() - self.unreserved_claim()

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.aliases import AliasesApi
 from ember.api.concurrency import ConcurrencyApi
@@ -22,6 +23,7 @@ from ember.api.event_sources import EventSourcesApi
 from ember.api.functions import FunctionsApi
 from ember.api.http import (
     Authenticator,
+    Endpoint,
     Handler,
     error_response,
     json_response,
@@ -61,15 +63,48 @@ class Services:
     provisioned: ProvisionedApi | None = None
 
 
-def build_app(services: Services) -> Starlette:
+INVOKE_PREFIX = "/2015-03-31/functions/"
+INVOKE_SUFFIX = "/invocations"
+
+
+class InvokeFastPath:
+    """The ASGI application: ``POST /2015-03-31/functions/{name}/invocations`` goes straight
+    to the invoke endpoint; everything else to starlette.
+
+    The hot path skips starlette's middleware stack, route table and request wrapper (about
+    a tenth of the server's CPU per warm invoke) and nothing else: the endpoint is the same
+    ``operation`` (body limit, SigV4, AWS-shaped errors, request id), and ``{name}`` is
+    matched as starlette's route would (one non-empty path segment).
+    """
+
+    def __init__(self, app: Starlette, invoke: Endpoint) -> None:
+        self.app = app
+        self._invoke = invoke
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
+                name = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)]
+                if name and "/" not in name and not scope.get("root_path"):
+                    scope["path_params"] = {"name": name}
+                    response = await self._invoke(Request(scope, receive))
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def build_app(services: Services) -> ASGIApp:
     def op(handler: Handler) -> Any:
         return operation(handler, services.auth)
 
     functions, invoke = services.functions, services.invoke
+    invoke_endpoint = op(invoke.invoke)
     fn = "/2015-03-31/functions/{name}"
     routes = [
-        # first: the hot path (starlette tries routes in order, a regex match each)
-        Route(fn + "/invocations", op(invoke.invoke), methods=["POST"]),
+        # the hot path (InvokeFastPath takes it before starlette; the route stays for a
+        # request the fast path leaves alone, and for 405s on the path)
+        Route(fn + "/invocations", invoke_endpoint, methods=["POST"]),
         Route("/2015-03-31/functions", op(functions.create), methods=["POST"]),
         Route("/2015-03-31/functions/", op(functions.create), methods=["POST"]),
         Route("/2015-03-31/functions", op(functions.list), methods=["GET"]),
@@ -107,7 +142,7 @@ def build_app(services: Services) -> Starlette:
     app = Starlette(routes=routes)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_found)
-    return app
+    return InvokeFastPath(app, invoke_endpoint)
 
 
 def _concurrency_routes(api: ConcurrencyApi, op: Callable[[Handler], Any]) -> list[Route]:

@@ -92,6 +92,7 @@ class FunctionRegistry:
         self.account_concurrency = account_concurrency
         self._attach_layers = attach_layers
         self._functions: dict[str, FunctionRecord] = {}  # name => current $LATEST record
+        self._reserved_total = 0  # the sum of their reserved concurrency (kept by _set)
         self._versions: dict[str, dict[str, FunctionRecord]] = {}  # name => number => version
         self._lock = asyncio.Lock()
         self.aliases = Aliases(store, self, self._lock, rng)
@@ -100,7 +101,7 @@ class FunctionRegistry:
     async def load(self) -> None:
         """Read every function, version and alias; finish interrupted transitions."""
         for record in await self._store.list_functions():
-            self._functions[record.name] = record
+            self._set(record)
         for version in await self._store.list_versions():
             self._versions.setdefault(version.name, {})[version.version] = version
         self.aliases.load(await self._store.list_aliases())
@@ -152,7 +153,19 @@ class FunctionRegistry:
         return v.ordered(latest, [self.get(name, n) for n in self._versions.get(name, {})])
 
     def reserved_total(self) -> int:
-        return sum(r.reserved_concurrency or 0 for r in self._functions.values())
+        return self._reserved_total
+
+    def _set(self, record: FunctionRecord) -> None:
+        """Every change of a $LATEST record goes through here (it keeps the reserved total)."""
+        previous = self._functions.get(record.name)
+        self._reserved_total -= 0 if previous is None else previous.reserved_concurrency or 0
+        self._reserved_total += record.reserved_concurrency or 0
+        self._functions[record.name] = record
+
+    def draws_on_unreserved(self, name: str) -> bool:
+        """The function exists and has no reservation (it shares the unreserved pool)."""
+        record = self._functions.get(name)
+        return record is not None and record.reserved_concurrency is None
 
     def unreserved_pool(self) -> int:
         """What functions without a reservation share: the account limit less reservations."""
@@ -201,7 +214,7 @@ class FunctionRegistry:
             )
             if not await self._store.create_function(record):
                 raise ResourceConflictException(f"Function already exist: {command.name}")
-            self._functions[record.name] = record
+            self._set(record)
             if command.publish:
                 record = await self._publish_locked(record.name, None, None, None, pending=True)
         self._on_change(record.name, None)
@@ -245,7 +258,7 @@ class FunctionRegistry:
                 await self._delete_version(name, qualifier)
                 return
             await self._store.delete_function(name)
-            del self._functions[name]
+            self._reserved_total -= self._functions.pop(name).reserved_concurrency or 0
             self._versions.pop(name, None)
             self.aliases.forget(name)
         self._on_change(name, None)
@@ -294,7 +307,7 @@ class FunctionRegistry:
         bumped = replace(latest, last_version=number, revision_id=str(uuid.uuid4()))
         if not await self._store.publish_version(bumped, latest.revision_id, version):
             raise self._changed_concurrently(name)
-        self._functions[name] = bumped
+        self._set(bumped)
         self._versions.setdefault(name, {})[version.version] = version
         return version
 
@@ -415,7 +428,7 @@ class FunctionRegistry:
     async def _replace(self, current: FunctionRecord, record: FunctionRecord) -> None:
         if not await self._store.replace_function(record, current.revision_id):
             raise self._changed_concurrently(record.name)
-        self._functions[record.name] = record
+        self._set(record)
 
     async def change_tags(
         self, name: str, change: Callable[[MappingProxyType[str, str]], dict[str, str]]

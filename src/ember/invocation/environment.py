@@ -34,12 +34,12 @@ from typing import Any
 
 from ember.agent.protocol import (
     Frame,
+    FrameReader,
     InvokeMeta,
     Kind,
     ProtocolError,
     StartMeta,
     encode,
-    read_frame,
 )
 from ember.clock import Clock
 from ember.invocation.envlog import EnvironmentLog
@@ -295,7 +295,8 @@ class ExecutionEnvironment:
         """The pump. Anything unexpected from the agent (it runs with the function's uid)
         ends the environment; the pump never stops while the environment looks alive."""
         try:
-            while (frame := await read_frame(self.sandbox.reader)) is not None:
+            frames = FrameReader(self.sandbox.reader)
+            while (frame := await frames.next()) is not None:
                 self._dispatch(frame)
         except (ProtocolError, OSError, ValueError, TypeError, KeyError, AttributeError):
             pass

@@ -137,9 +137,7 @@ class Invoker:
         self, record: FunctionRecord, outcome: Outcome, init_ms: float | None, kind: StartKind
     ) -> None:
         metrics, name = self.metrics, record.name
-        metrics.invocations.labels(name).inc()
-        metrics.duration.labels(name).observe(outcome.duration_ms / 1000)
-        metrics.starts.labels(name, kind.value).inc()
+        metrics.invoked(name, kind.value, outcome.duration_ms / 1000)
         if init_ms is not None:
             metrics.init_duration.labels(name).observe(init_ms / 1000)
         if outcome.status is not Status.OK:

@@ -52,10 +52,26 @@ class Metrics:
             "RetriesExhausted, EventAgeExceeded, ZeroReservedConcurrency, throttled, retried, "
             "discarded)", ["function", "outcome"], registry=self.registry,
         )  # fmt: skip
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self.starts = Counter(
             "ember_starts", "How invocations started: cold, prewarmed, warm or provisioned",
             ["function", "kind"], registry=self.registry,
         )  # fmt: skip
+
+    def invoked(self, function: str, kind: str, duration_s: float) -> None:
+        """One invocation ended: its count, duration and start kind (the children of each
+        label set are looked up once, then kept: ``labels()`` is the costly part)."""
+        children = self._children.get((function, kind))
+        if children is None:
+            children = self._children[(function, kind)] = (
+                self.invocations.labels(function),
+                self.duration.labels(function),
+                self.starts.labels(function, kind),
+            )
+        invocations, duration, starts = children
+        invocations.inc()
+        duration.observe(duration_s)
+        starts.inc()
 
     def add_gauges(self, name: str, documentation: str, labels: list[str], read: Gauges) -> None:
         """A gauge family read at scrape time: ``read()[label values] = value``."""

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
 
 import pytest
 
-from ember.agent.http_server import MAX_HEAD_BYTES, HttpConnection, Request, Response
+from ember.agent.http_server import (
+    MAX_HEAD_BYTES,
+    HttpConnection,
+    Request,
+    Response,
+    no_delay,
+)
 
 
 class FakeTransport(asyncio.Transport):
@@ -161,3 +170,48 @@ async def test_expect_continue_is_answered_before_the_body() -> None:
     assert transport.written == b"HTTP/1.1 100 Continue\r\n\r\n"
     connection.data_received(b"ok")
     assert handler.requests[0].body == b"ok"
+
+
+def test_accepted_tcp_connections_get_nagle_switched_off() -> None:
+    listener = socket.socket()  # proto 0, as the agent makes it: asyncio leaves Nagle on
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        no_delay(SocketTransport(accepted))
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for sock in (client, accepted, listener):
+            sock.close()
+
+
+class SocketTransport(FakeTransport):
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.sock if name == "socket" else default
+
+
+async def test_each_read_is_handled_inside_one_batch() -> None:
+    batches: list[str] = []
+
+    @contextlib.contextmanager
+    def batch() -> Iterator[None]:
+        batches.append("enter")
+        yield
+        batches.append("exit")
+
+    def handler(request: Request) -> Response:
+        batches.append(request.path)
+        return Response(200)
+
+    connection = HttpConnection(handler, 1024, batch)
+    connection.connection_made(FakeTransport())
+    connection.data_received(
+        b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+    )
+    assert batches == ["enter", "/a", "/b", "exit"]
