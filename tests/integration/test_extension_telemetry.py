@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from tests.integration.extension_probe import deploy_probe
 from tests.integration.telemetry_shapes import misfits
-from tests.integration.test_invoke import body, invoke
+from tests.integration.test_invoke import body, invoke, tail
 
 ALL_TYPES = ["platform", "function", "extension"]
 FAST = {"timeoutMs": 25}
@@ -280,3 +280,55 @@ def test_a_subscriber_slower_than_the_output_loses_full_batches(lambda_client: A
     run(lambda_client, name, {"print": ["after the drop"]})
     _, answers = run(lambda_client, name, wait("function", record="after the drop"))
     assert answers[0]["matched"]
+
+
+def failed_invoke(client: Any, name: str, payload: Any) -> tuple[str, Any, str]:
+    """Invoke expecting Lambda's unhandled error: its request id, error body, log tail."""
+    response = invoke(client, name, payload, LogType="Tail")
+    assert response["FunctionError"] == "Unhandled"
+    return response["ResponseMetadata"]["RequestId"], body(response), tail(response)
+
+
+def test_an_extension_that_crashes_fails_the_init(lambda_client: Any) -> None:
+    deploy_probe(lambda_client, "crashing", init="crash")
+    request_id, error, log = failed_invoke(lambda_client, "crashing", {})
+    assert error == {
+        "errorType": "Extension.Crash",
+        "errorMessage": f"RequestId: {request_id} Error: probe: exit status 3",
+    }
+    assert "probe crashing\n" in log
+    assert "\tPhase: init\tStatus: error\tError Type: Extension.Crash\n" in log
+    report = next(line for line in log.splitlines() if line.startswith("REPORT RequestId: "))
+    assert report.startswith(f"REPORT RequestId: {request_id}\t")
+    assert "\tStatus: error\tError Type: Extension.Crash" in report
+
+
+def test_an_extension_init_error_fails_the_init(lambda_client: Any) -> None:
+    deploy_probe(lambda_client, "init-error", init="init-error")
+    request_id, error, log = failed_invoke(lambda_client, "init-error", {})
+    assert error == {
+        "errorType": "Extension.InitError",
+        "errorMessage": f"RequestId: {request_id} Error: probe: Probe.ConfigInvalid",
+    }
+    assert "probe registered\n" in log
+    assert "\tPhase: init\tStatus: error\tError Type: Extension.InitError\n" in log
+
+
+def test_an_extension_exit_error_ends_the_environment(lambda_client: Any) -> None:
+    name = "exit-error"
+    deploy_probe(lambda_client, name)
+    request_id, error, log = failed_invoke(
+        lambda_client, name, {"steps": [{"call": "POST /exit-error"}]}
+    )
+    assert error == {
+        "errorType": "Extension.ExitError",
+        "errorMessage": f"RequestId: {request_id} Error: probe: Probe.Broken",
+    }
+    report = next(line for line in log.splitlines() if line.startswith("REPORT RequestId: "))
+    assert "\tStatus: error\tError Type: Extension.ExitError" in report
+    # the next invoke gets a new environment (an init of its own), with its probe
+    response = invoke(lambda_client, name, {}, LogType="Tail")
+    assert "FunctionError" not in response
+    assert body(response) == []
+    assert f"probe got INVOKE {response['ResponseMetadata']['RequestId']}\n" in tail(response)
+    assert "\tInit Duration: " in tail(response)
