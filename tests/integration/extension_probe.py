@@ -15,7 +15,8 @@ HTTP listener answer 500 to the first n deliveries (their bodies are kept as ref
 
 The function (``HANDLER``) talks to the probe's control listener (its port is in
 ``/tmp/probe-<function>.port``) with the steps of its event, in order:
-``{"print": [lines]}``, ``{"print_many": n}`` (``line 0`` … ``line n-1``), and
+``{"print": [lines]}``, ``{"print_many": n}`` (``line 0`` … ``line n-1``), ``{"log": text}``
+(the root logger, at INFO), and
 ``{"call": "<method> <path>"}`` whose answer is returned. Control paths:
 
 * ``GET /wait?type=T[&requestId=R][&record=S]``: wait (at most 10 s) until an item of
@@ -197,7 +198,7 @@ while True:
 """
 
 HANDLER = """
-import json, os, urllib.request
+import json, logging, os, urllib.request
 
 PORT_FILE = "/tmp/probe-%s.port" % os.environ["AWS_LAMBDA_FUNCTION_NAME"]
 
@@ -205,7 +206,9 @@ PORT_FILE = "/tmp/probe-%s.port" % os.environ["AWS_LAMBDA_FUNCTION_NAME"]
 def handler(event, context):
     answers = []
     for step in event.get("steps", []):
-        if "print" in step:
+        if "log" in step:
+            logging.getLogger().info(step["log"])
+        elif "print" in step:
             for line in step["print"]:
                 print(line)
         elif "print_many" in step:
@@ -226,6 +229,7 @@ def deploy_probe(
     client: Any,
     name: str,
     subscriptions: Sequence[tuple[str, dict[str, Any]]] = (),
+    log_format: str = "Text",
     **settings: str,
 ) -> None:
     """A function named ``name`` with the probe's layer; ``settings`` become its
@@ -244,6 +248,7 @@ def deploy_probe(
         Layers=[layer["LayerVersionArn"]],
         Timeout=30,
         Environment={"Variables": variables},
+        LoggingConfig={"LogFormat": log_format},
         Code={"ZipFile": make_zip({"app.py": HANDLER})},
     )
     client.get_waiter("function_active_v2").wait(FunctionName=name)

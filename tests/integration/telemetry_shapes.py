@@ -116,7 +116,8 @@ TELEMETRY_RECORDS: dict[str, Check] = {
     "platform.extension": EXTENSION,
     "platform.telemetrySubscription": SUBSCRIPTION,
     "platform.logsDropped": DROPPED,
-    "function": string,
+    # a line, or the object of a JSON-format line (LoggingConfig.LogFormat JSON)
+    "function": lambda value: isinstance(value, str | dict),
     "extension": string,
 }
 

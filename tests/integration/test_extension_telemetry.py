@@ -282,6 +282,20 @@ def test_a_subscriber_slower_than_the_output_loses_full_batches(lambda_client: A
     assert answers[0]["matched"]
 
 
+def test_json_format_log_lines_reach_the_telemetry_api_as_objects(lambda_client: Any) -> None:
+    name = "json-logs"
+    deploy_probe(lambda_client, name, [telemetry_subscription("HTTP")], log_format="JSON")
+    request_id, _ = run(lambda_client, name, {"log": "structured"}, {"print": ["plain"]})
+    state = probe_state(lambda_client, name, "platform.report", request_id)
+    items = state["items"]
+    assert misfits(items, "telemetry") == []
+    functions = records(items, "function")
+    assert "plain" in functions
+    logged = next(r for r in functions if isinstance(r, dict) and r["message"] == "structured")
+    assert logged["level"] == "INFO"
+    assert logged["requestId"] == request_id
+
+
 def failed_invoke(client: Any, name: str, payload: Any) -> tuple[str, Any, str]:
     """Invoke expecting Lambda's unhandled error: its request id, error body, log tail."""
     response = invoke(client, name, payload, LogType="Tail")

@@ -58,6 +58,7 @@ class Event:
     time: str
     type: str
     record: Any
+    line: str = ""  # a JSON-format log line as written (its record is the parsed object)
 
     def encode(self) -> bytes:
         body = {"time": self.time, "type": self.type, "record": self.record}
@@ -82,8 +83,10 @@ class Buffering:
 
 def translate(api: str, schema: str, event: Event) -> list[Event]:  # noqa: PLR0911 - a table
     """``event`` as ``api`` delivers it (the Logs API knows fewer platform events)."""
-    if api == TELEMETRY or not event.type.startswith("platform."):
+    if api == TELEMETRY:
         return [event]
+    if not event.type.startswith("platform."):  # the Logs API's log records are strings
+        return [Event(event.time, event.type, event.line)] if event.line else [event]
     record = event.record
     if event.type == "platform.runtimeDone":
         if schema != "2021-03-18":
@@ -181,8 +184,8 @@ class TelemetryBus:
         self.subscriptions_open = False
         self._backlog = None
 
-    def emit(self, event_type: str, record: Any) -> None:
-        event = Event(timestamp(), event_type, record)
+    def emit(self, event_type: str, record: Any, line: str = "") -> None:
+        event = Event(timestamp(), event_type, record, line)
         if self._backlog is not None and len(self._backlog) < BACKLOG_ITEMS:
             self._backlog.append(event)
         for subscriber in self._subscribers.values():
@@ -190,8 +193,9 @@ class TelemetryBus:
 
     def log_lines(self, event_type: str, data: bytes, *, json_lines: bool = False) -> None:
         """``function`` or ``extension`` output: one event per line, without its newline;
-        with ``json_lines`` (the function's JSON log format) a JSON object line is sent as
-        the object, as Lambda does."""
+        with ``json_lines`` (the function's JSON log format) a JSON object line is sent to
+        Telemetry API subscribers as the object, as Lambda does (the Logs API's clients
+        know only string records: they get the line)."""
         if not self.active:
             return
         for line in data.decode("utf-8", errors="replace").splitlines():
@@ -199,7 +203,7 @@ class TelemetryBus:
             if json_lines and line.startswith("{"):
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
-            self.emit(event_type, record)
+            self.emit(event_type, record, "" if record is line else line)
 
     async def flush(self, timeout_s: float) -> None:
         """Send every pending batch now and wait (at most ``timeout_s``) for deliveries."""

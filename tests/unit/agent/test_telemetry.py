@@ -12,7 +12,7 @@ import pytest
 from ember.agent.extensions_api import ExtensionsApi, FunctionInfo
 from ember.agent.http_server import Request
 from ember.agent.protocol import Kind
-from ember.agent.telemetry import TelemetryBus
+from ember.agent.telemetry import Event, TelemetryBus, translate
 from ember.agent.telemetry_api import InvalidSubscription, TelemetryApi, parse_subscription
 from tests.unit.agent.agent_harness import (
     AgentSession,
@@ -385,3 +385,12 @@ async def test_a_full_batch_while_the_last_is_in_delivery_is_dropped_and_counted
     )
     # the batch after the dropped one: what came after it
     assert [e["record"] for e in second_batch[1:]] == [f"line {i}" for i in range(1999, 2005)]
+
+
+def test_json_log_lines_are_objects_for_the_telemetry_api_and_lines_for_the_logs_api() -> None:
+    line = '{"level":"INFO","message":"hi"}'
+    event = Event("2024-01-01T00:00:00.000Z", "function", json.loads(line), line)
+    assert translate("telemetry", "2022-07-01", event) == [event]
+    assert [e.record for e in translate("logs", "2020-08-15", event)] == [line]
+    plain = Event("2024-01-01T00:00:00.000Z", "function", "plain")
+    assert translate("logs", "2020-08-15", plain) == [plain]
