@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ember.agent.extension_procs import ExtensionProcess, LaunchError, describe_exit
-from ember.agent.extensions_api import INVOKE, PREFIX, SHUTDOWN, ExtensionsApi, FunctionInfo
+from ember.agent.extensions_api import (
+    EXIT_ERROR,
+    INIT_ERROR,
+    INVOKE,
+    PREFIX,
+    SHUTDOWN,
+    ExtensionsApi,
+    FunctionInfo,
+)
 from ember.agent.http_server import Request, Response
 from ember.agent.protocol import Kind, ProtocolError
 from ember.agent.rendering import NOT_FOUND
@@ -46,6 +54,8 @@ from ember.agent.runtime_api import RuntimeApi
 from ember.agent.telemetry import TelemetryBus
 from ember.agent.telemetry_api import TelemetryApi
 
+# The fatal error type of an extension that ended in one of these states (RAPID's fatalerror).
+FAILED_STATES = {INIT_ERROR: "Extension.InitError", EXIT_ERROR: "Extension.ExitError"}
 RUNTIME_SHARE = 0.3  # of the shutdown budget, for the runtime, when external extensions run
 TELEMETRY_FLUSH_S = 0.5
 
@@ -91,6 +101,8 @@ class Lifecycle:
         self.telemetry = TelemetryApi(self.extensions, self.bus)
         self.runtime_api: RuntimeApi | None = None
         self.crashed: asyncio.Future[None] = loop.create_future()
+        self.crash: tuple[str, str] | None = None  # (error type, message) once crashed
+        self._initialized = False  # init succeeded
         self.shutting_down = False
         self._processes: list[ExtensionProcess] = []
         self._captures: list[OutputCapture] = []
@@ -164,17 +176,38 @@ class Lifecycle:
     def _exited(self, process: ExtensionProcess, done: asyncio.Future[ExitStatus]) -> None:
         if self.shutting_down or done.cancelled():
             return
+        ext = self.extensions.external_named(process.name)
+        error_type = FAILED_STATES.get(ext.state if ext else "", "Extension.Crash")
+        failure = (error_type, f"{process.name}: {describe_exit(done.result())}")
         if not self._init_over:
             if self.extensions.failure is None:
-                ext = self.extensions.external_named(process.name)
-                crash = "Extension.InitError" if ext and ext.error_type else "Extension.Crash"
-                self.extensions.failure = (crash, f"{process.name}: {describe_exit(done.result())}")
+                self.extensions.failure = failure
             self._changed()
-        elif not self.crashed.done():
+        elif self._initialized:
+            self._crash(*failure)
+
+    def _crash(self, error_type: str, message: str) -> None:
+        """An extension failed after init: the environment ends (``crash`` says why)."""
+        if self.crash is None:
+            self.crash = (error_type, message)
+        if not self.crashed.done():
             self.crashed.set_result(None)
+
+    def _exit_error(self) -> tuple[str, str] | None:
+        """The first extension that reported ``/extension/exit/error``, as a failure."""
+        for ext in self.extensions.registered:
+            if ext.state == EXIT_ERROR:
+                return "Extension.ExitError", f"{ext.name}: {ext.error_type}"
+        return None
 
     def _changed(self) -> None:
         """An extension's state changed: re-check what the current phase waits for."""
+        exit_error = None if self.shutting_down else self._exit_error()
+        if exit_error is not None and not self._init_over and self.extensions.failure is None:
+            self.extensions.failure = exit_error
+        elif exit_error is not None and self._initialized:
+            self._crash(*exit_error)
+            return
         failure = self.extensions.failure
         if not self._registered.done() and (
             failure is not None or self.extensions.all_external_registered()
@@ -202,11 +235,12 @@ class Lifecycle:
         body = {"errorType": error_type, "errorMessage": f"Error: {message}"}
         self._emit_init_done("error", error_type)
         meta = {"error_type": error_type, "init_ms": self._elapsed_ms(self._init_started)}
+        meta["error_message"] = message
         meta["extensions"] = self.extensions.infos()
         self._host.report(Kind.INIT_ERROR, meta, json.dumps(body, separators=(",", ":")).encode())
 
     def _finish_init(self) -> None:
-        self._init_over = True
+        self._init_over = self._initialized = True
         self.bus.close_subscriptions()
         self._init_ms = self._elapsed_ms(self._init_started)
         self._emit_init_done("success", None)

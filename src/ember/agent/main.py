@@ -293,7 +293,8 @@ class Agent:
             if status is not None:
                 meta = {"status": status.status, "signal": status.signal}
             else:
-                meta["error_type"] = "Extension.Crash"
+                error_type, message = lifecycle.crash or ("Extension.Crash", "")
+                meta["error_type"], meta["error_message"] = error_type, message
             host.report(Kind.EXIT, meta)
             process.kill_group()
             if not lifecycle.processes:

@@ -6,13 +6,17 @@ lambda-spec §3.2, ``function`` and ``extension`` log lines as strings). Each su
 in its API's shape (the Logs API 2020-08-15 has fewer platform types, ``platform.end``,
 and ``platform.logsSubscription``), batched: a batch is sent when it holds ``maxItems``
 events or ``maxBytes`` bytes, or ``timeoutMs`` after its first event, as one ``POST`` of a
-JSON array to the subscriber's listener on the sandbox's loopback.
+JSON array to the subscriber's listener on the sandbox's loopback (or as newline-delimited
+JSON on one kept TCP connection).
 
 Scope: one agent. Invariants: one delivery at a time per subscriber, so batches arrive in
-order; a batch that cannot be delivered is retried (``RETRY_DELAYS_S``), then dropped and
-counted in a ``platform.logsDropped`` event; events emitted while subscriptions are still
-open are kept (at most ``BACKLOG_ITEMS``) and replayed to each new subscriber, so a
-subscriber sees the init phase it subscribed in.
+order; a subscriber holds at most the batch in delivery and one pending batch: a pending
+batch that fills up while the previous one is still in delivery is dropped (the
+subscriber is slower than the production rate, as RAPID does it); a batch that cannot be
+delivered is retried (``RETRY_DELAYS_S``), then dropped; dropped records are counted in a
+``platform.logsDropped`` event at the head of the subscriber's next batch; events emitted
+while subscriptions are still open are kept (at most ``BACKLOG_ITEMS``) and replayed to
+each new subscriber, so a subscriber sees the init phase it subscribed in.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from typing import Any
 
 BACKLOG_ITEMS = 1000
 RETRY_DELAYS_S = (0.1, 0.5, 1.0)
+SLOW_CONSUMER = (
+    "Some logs were dropped because the downstream consumer is slower than the logs production rate"
+)
 DELIVERY_TIMEOUT_S = 5.0
 TELEMETRY = "telemetry"
 LOGS = "logs"
@@ -51,6 +58,7 @@ class Event:
     time: str
     type: str
     record: Any
+    line: str = ""  # a JSON-format log line as written (its record is the parsed object)
 
     def encode(self) -> bytes:
         body = {"time": self.time, "type": self.type, "record": self.record}
@@ -75,8 +83,10 @@ class Buffering:
 
 def translate(api: str, schema: str, event: Event) -> list[Event]:  # noqa: PLR0911 - a table
     """``event`` as ``api`` delivers it (the Logs API knows fewer platform events)."""
-    if api == TELEMETRY or not event.type.startswith("platform."):
+    if api == TELEMETRY:
         return [event]
+    if not event.type.startswith("platform."):  # the Logs API's log records are strings
+        return [Event(event.time, event.type, event.line)] if event.line else [event]
     record = event.record
     if event.type == "platform.runtimeDone":
         if schema != "2021-03-18":
@@ -109,12 +119,25 @@ class Subscriber:
     size: int = 0
     dropped_records: int = 0
     dropped_bytes: int = 0
+    drop_reason: str = ""
     timer: asyncio.TimerHandle | None = None
     sending: asyncio.Task[None] | None = None
     stream: asyncio.StreamWriter | None = None  # the TCP destination's connection
 
     def wants(self, event: Event) -> bool:
         return category(event.type) in self.types
+
+    @property
+    def full(self) -> bool:
+        """The pending batch reached ``maxItems`` or ``maxBytes``."""
+        limits = self.buffering
+        return len(self.queue) >= limits.max_items or self.size >= limits.max_bytes
+
+    def dropped(self, records: int, size: int, reason: str) -> None:
+        """Account records lost; the next batch starts with a ``platform.logsDropped``."""
+        self.dropped_records += records
+        self.dropped_bytes += size
+        self.drop_reason = reason
 
 
 class TelemetryBus:
@@ -136,13 +159,24 @@ class TelemetryBus:
         return list(self._subscribers.values())
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Add (or replace) ``subscriber.name``'s subscription; replay the backlog to it."""
-        old = self._subscribers.pop(subscriber.name, None)
-        if old is not None and old.timer is not None:
-            old.timer.cancel()
-        self._subscribers[subscriber.name] = subscriber
-        for event in self._backlog or ():
-            self._offer(subscriber, event)
+        """Add ``subscriber.name``'s subscription and replay the backlog to it. A repeated
+        subscription is idempotent (Lambda's docs): it updates the existing one in place,
+        which keeps what it holds and already delivered, and is announced again by a
+        ``platform.telemetrySubscription`` only when its types changed."""
+        old = self._subscribers.get(subscriber.name)
+        if old is not None:
+            changed = old.types != subscriber.types
+            if old.destination != subscriber.destination and old.stream is not None:
+                old.stream.close()  # the next batch connects to the new destination
+                old.stream = None
+            old.schema, old.types = subscriber.schema, subscriber.types
+            old.buffering, old.destination = subscriber.buffering, subscriber.destination
+            if not changed:
+                return
+        else:
+            self._subscribers[subscriber.name] = subscriber
+            for event in self._backlog or ():
+                self._offer(subscriber, event)
         record = {"name": subscriber.name, "state": "Subscribed", "types": sorted(subscriber.types)}
         self.emit("platform.telemetrySubscription", record)
 
@@ -150,8 +184,8 @@ class TelemetryBus:
         self.subscriptions_open = False
         self._backlog = None
 
-    def emit(self, event_type: str, record: Any) -> None:
-        event = Event(timestamp(), event_type, record)
+    def emit(self, event_type: str, record: Any, line: str = "") -> None:
+        event = Event(timestamp(), event_type, record, line)
         if self._backlog is not None and len(self._backlog) < BACKLOG_ITEMS:
             self._backlog.append(event)
         for subscriber in self._subscribers.values():
@@ -159,8 +193,9 @@ class TelemetryBus:
 
     def log_lines(self, event_type: str, data: bytes, *, json_lines: bool = False) -> None:
         """``function`` or ``extension`` output: one event per line, without its newline;
-        with ``json_lines`` (the function's JSON log format) a JSON object line is sent as
-        the object, as Lambda does."""
+        with ``json_lines`` (the function's JSON log format) a JSON object line is sent to
+        Telemetry API subscribers as the object, as Lambda does (the Logs API's clients
+        know only string records: they get the line)."""
         if not self.active:
             return
         for line in data.decode("utf-8", errors="replace").splitlines():
@@ -168,7 +203,7 @@ class TelemetryBus:
             if json_lines and line.startswith("{"):
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
-            self.emit(event_type, record)
+            self.emit(event_type, record, "" if record is line else line)
 
     async def flush(self, timeout_s: float) -> None:
         """Send every pending batch now and wait (at most ``timeout_s``) for deliveries."""
@@ -195,14 +230,10 @@ class TelemetryBus:
             data = shaped.encode()
             subscriber.queue.append(data)
             subscriber.size += len(data)
-        buffering = subscriber.buffering
-        full = (
-            len(subscriber.queue) >= buffering.max_items or subscriber.size >= buffering.max_bytes
-        )
-        if full:
+        if subscriber.full:
             self._send(subscriber)
         elif subscriber.queue and subscriber.timer is None:
-            delay = buffering.timeout_ms / 1000
+            delay = subscriber.buffering.timeout_ms / 1000
             subscriber.timer = self._loop.call_later(delay, self._send, subscriber)
 
     def _send(self, subscriber: Subscriber) -> None:
@@ -210,15 +241,18 @@ class TelemetryBus:
             subscriber.timer.cancel()
             subscriber.timer = None
         if subscriber.sending is not None and not subscriber.sending.done():
-            return  # sent when the delivery in flight ends
+            if subscriber.full:  # a full batch and the last one not taken yet: Lambda drops it
+                subscriber.dropped(len(subscriber.queue), subscriber.size, SLOW_CONSUMER)
+                subscriber.queue, subscriber.size = [], 0
+            return  # otherwise sent when the delivery in flight ends
         if not subscriber.queue and not subscriber.dropped_records:
             return
-        batch = subscriber.queue
+        batch, size = subscriber.queue, subscriber.size
         if subscriber.dropped_records and "platform" in subscriber.types:
             dropped = {
-                "reason": "Some logs were dropped because the subscriber did not keep up",
-                "droppedRecords": subscriber.dropped_records,
                 "droppedBytes": subscriber.dropped_bytes,
+                "droppedRecords": subscriber.dropped_records,
+                "reason": subscriber.drop_reason,
             }
             batch = [Event(timestamp(), "platform.logsDropped", dropped).encode(), *batch]
         subscriber.dropped_records = subscriber.dropped_bytes = 0
@@ -227,22 +261,25 @@ class TelemetryBus:
             body = b"".join(event + b"\n" for event in batch)
         else:
             body = b"[" + b",".join(batch) + b"]"
-        subscriber.sending = self._loop.create_task(self._deliver(subscriber, body, len(batch)))
+        delivery = self._deliver(subscriber, body, len(batch), size)
+        subscriber.sending = self._loop.create_task(delivery)
 
-    async def _deliver(self, subscriber: Subscriber, body: bytes, count: int) -> None:
+    async def _deliver(self, subscriber: Subscriber, body: bytes, count: int, size: int) -> None:
+        failure: str | None = None
         for delay in (0.0, *RETRY_DELAYS_S):
             if delay:
                 await asyncio.sleep(delay)
-            if await self._deliver_once(subscriber, body):
+            failure = await self._deliver_once(subscriber, body)
+            if failure is None:
                 break
         else:
-            subscriber.dropped_records += count
-            subscriber.dropped_bytes += len(body)
+            subscriber.dropped(count, size, f"could not send events: {failure}")
         subscriber.sending = None
-        if subscriber.queue:
+        if subscriber.queue or subscriber.dropped_records:
             self._send(subscriber)
 
-    async def _deliver_once(self, subscriber: Subscriber, body: bytes) -> bool:
+    async def _deliver_once(self, subscriber: Subscriber, body: bytes) -> str | None:
+        """None once ``body`` is delivered, else why it was not."""
         if subscriber.destination.protocol != "TCP":
             return await post(subscriber.destination, body)
         destination = subscriber.destination
@@ -254,16 +291,20 @@ class TelemetryBus:
                     )
                 subscriber.stream.write(body)
                 await subscriber.stream.drain()
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as exc:
             if subscriber.stream is not None:
                 subscriber.stream.close()
                 subscriber.stream = None
-            return False
-        return True
+            return _reason(exc)
+        return None
 
 
-async def post(destination: Destination, body: bytes) -> bool:
-    """One HTTP/1.1 POST of a JSON body; True on a 2xx answer."""
+def _reason(exc: BaseException) -> str:
+    return "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+
+
+async def post(destination: Destination, body: bytes) -> str | None:
+    """One HTTP/1.1 POST of a JSON body: None on a 2xx answer, else why it failed."""
     head = (
         f"POST {destination.path} HTTP/1.1\r\n"
         f"Host: {destination.host_header}\r\n"
@@ -278,12 +319,15 @@ async def post(destination: Destination, body: bytes) -> bool:
             writer.write(head + body)
             await writer.drain()
             status_line = await reader.readline()
-    except (OSError, TimeoutError):
-        return False
+    except (OSError, TimeoutError) as exc:
+        return _reason(exc)
     finally:
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
     parts = status_line.split()
-    return len(parts) >= 2 and parts[1][:1] == b"2"
+    if len(parts) >= 2 and parts[1][:1] == b"2":
+        return None
+    status = parts[1].decode(errors="replace") if len(parts) >= 2 else "no answer"
+    return f"status {status}"

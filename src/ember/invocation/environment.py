@@ -94,6 +94,9 @@ class Outcome:
     memory_peak_kb: int = 0
     exit_status: int | None = None
     exit_signal: int | None = None
+    # the agent's own account of a failure it detected (an extension's, the entrypoint's),
+    # which the invoker words as RAPID does, with the request id
+    message: str = ""
 
 
 class ExecutionEnvironment:
@@ -314,7 +317,10 @@ class ExecutionEnvironment:
         elif kind is Kind.INIT_ERROR:
             self.extensions = _extension_list(meta)
             error_type = str(meta.get("error_type") or "Runtime.Unknown")
-            self._resolve(Outcome(Status.INIT_ERROR, frame.payload, error_type=error_type))
+            message = str(meta.get("error_message") or "")
+            self._resolve(
+                Outcome(Status.INIT_ERROR, frame.payload, error_type=error_type, message=message)
+            )
         elif kind in (Kind.RESPONSE, Kind.ERROR) and meta.get("id") == self._pending_id:
             outcome = _response_outcome(frame)
             self.memory_peak_kb = outcome.memory_peak_kb or self.memory_peak_kb
@@ -324,9 +330,19 @@ class ExecutionEnvironment:
             self._settle_back(True, self.extensions_ms)
         elif kind is Kind.EXIT:
             self.state = EnvState.DEAD
-            status, signal = meta.get("status"), meta.get("signal")
-            self._resolve(Outcome(Status.EXIT, exit_status=status, exit_signal=signal))
+            self._resolve(_exit_outcome(meta))
             self._settle_back(False)
+
+
+def _exit_outcome(meta: dict[str, Any]) -> Outcome:
+    """An EXIT frame's outcome; an extension's failure has its error type and message."""
+    return Outcome(
+        Status.EXIT,
+        error_type=str(meta.get("error_type") or "") or None,
+        message=str(meta.get("error_message") or ""),
+        exit_status=meta.get("status"),
+        exit_signal=meta.get("signal"),
+    )
 
 
 def _extension_list(meta: dict[str, Any]) -> list[dict[str, Any]]:

@@ -199,7 +199,9 @@ class Invoker:
         kind: StartKind,
     ) -> InvocationResult:
         error_type = _init_error_type(init)
-        if init.status is Status.INIT_ERROR:
+        if init.status is Status.INIT_ERROR and init.message:  # the agent's own finding
+            payload = envmod.platform_error(error_type, request_id, init.message)
+        elif init.status is Status.INIT_ERROR:
             payload = init.payload
         elif init.status is Status.TIMEOUT:
             message = f"Task timed out after {record.config.timeout:.2f} seconds"
@@ -245,6 +247,8 @@ class Invoker:
             oom = env.sandbox.oom_killed()
             error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
             message = envmod.OOM_MESSAGE if oom else envmod.exit_message(outcome)
+            if outcome.error_type and not oom:  # an extension's failure ended the environment
+                error_type, message = outcome.error_type, outcome.message
             payload = envmod.platform_error(error_type, request_id, message)
             content_type, status = "application/json", "error"
 

@@ -12,7 +12,7 @@ import pytest
 from ember.agent.extensions_api import ExtensionsApi, FunctionInfo
 from ember.agent.http_server import Request
 from ember.agent.protocol import Kind
-from ember.agent.telemetry import TelemetryBus
+from ember.agent.telemetry import Event, TelemetryBus, translate
 from ember.agent.telemetry_api import InvalidSubscription, TelemetryApi, parse_subscription
 from tests.unit.agent.agent_harness import (
     AgentSession,
@@ -312,3 +312,85 @@ async def test_a_tcp_destination_gets_newline_delimited_json_on_one_connection()
     ]
     assert [e["record"] for e in events[2:]] == ["one", "two", "three"]
     assert len(connections) == 1
+
+
+def subscription(port: int, **buffering: int) -> bytes:
+    body = {
+        "schemaVersion": "2022-07-01",
+        "types": ["platform", "function"],
+        "buffering": {"timeoutMs": 25, **buffering},
+        "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{port}/"},
+    }
+    return json.dumps(body).encode()
+
+
+async def test_a_repeated_subscription_changes_nothing_but_its_settings() -> None:
+    bus = TelemetryBus(asyncio.get_running_loop())
+    try:
+        bus.emit("platform.initStart", {"initializationType": "on-demand", "phase": "init"})
+        bus.subscribe(parse_subscription("telemetry", "ext", subscription(9)))
+        first = bus.subscribers[0]
+        held = list(first.queue)
+        bus.subscribe(parse_subscription("telemetry", "ext", subscription(10)))
+        assert bus.subscribers == [first]
+        assert first.queue == held  # no second replay, no second platform.telemetrySubscription
+        assert first.destination.port == 10
+    finally:
+        bus.close()
+
+
+async def test_a_full_batch_while_the_last_is_in_delivery_is_dropped_and_counted() -> None:
+    bodies: list[bytes] = []
+    release = asyncio.Event()
+    second = asyncio.Event()
+
+    async def listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if line)
+        length = int(fields[b"Content-Length"])
+        bodies.append(await reader.readexactly(length))
+        if len(bodies) == 1:
+            await release.wait()  # a slow subscriber
+        else:
+            second.set()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    bus = TelemetryBus(asyncio.get_running_loop())
+    try:
+        bus.subscribe(parse_subscription("telemetry", "ext", subscription(port, maxItems=1000)))
+        bus.close_subscriptions()
+        lines = [f"line {i}".encode() for i in range(2005)]
+        bus.log_lines("function", b"\n".join(lines[:999]) + b"\n")  # + the subscription: full
+        bus.log_lines("function", b"\n".join(lines[999:1999]) + b"\n")  # full again: dropped
+        bus.log_lines("function", b"\n".join(lines[1999:]) + b"\n")
+        release.set()
+        await asyncio.wait_for(second.wait(), 30)
+    finally:
+        bus.close()
+        server.close()
+        await server.wait_closed()
+    first_batch, second_batch = (json.loads(body) for body in bodies)
+    assert len(first_batch) == 1000
+    dropped = second_batch[0]
+    assert dropped["type"] == "platform.logsDropped"
+    assert dropped["record"]["droppedRecords"] == 1000
+    assert dropped["record"]["droppedBytes"] > 0
+    assert dropped["record"]["reason"] == (
+        "Some logs were dropped because the downstream consumer is slower than the logs "
+        "production rate"
+    )
+    # the batch after the dropped one: what came after it
+    assert [e["record"] for e in second_batch[1:]] == [f"line {i}" for i in range(1999, 2005)]
+
+
+def test_json_log_lines_are_objects_for_the_telemetry_api_and_lines_for_the_logs_api() -> None:
+    line = '{"level":"INFO","message":"hi"}'
+    event = Event("2024-01-01T00:00:00.000Z", "function", json.loads(line), line)
+    assert translate("telemetry", "2022-07-01", event) == [event]
+    assert [e.record for e in translate("logs", "2020-08-15", event)] == [line]
+    plain = Event("2024-01-01T00:00:00.000Z", "function", "plain")
+    assert translate("logs", "2020-08-15", plain) == [plain]
