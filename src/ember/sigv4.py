@@ -231,7 +231,35 @@ def _incomplete(header: str, problem: str) -> InvalidSignatureException:
     return InvalidSignatureException(f"{problem} Authorization={header}")
 
 
+_SCOPES: dict[str, _Authorization] = {}  # header before ", Signature=" => its parse
+_SCOPES_MAX = 256
+
+
 def _parse_authorization(header: str) -> _Authorization:
+    """``_parse_full``, remembered by everything before the signature: a client sends the
+    same credential scope and signed headers again and again, only the signature changes.
+    A remembered prefix followed by a comma-free signature parses the same as in full."""
+    prefix, sep, signature = header.rpartition(", Signature=")
+    signature = signature.strip()
+    known = _SCOPES.get(prefix) if sep and signature and "," not in signature else None
+    if known is not None:
+        return _Authorization(
+            known.access_key,
+            known.date,
+            known.region,
+            known.service,
+            known.signed_headers,
+            signature,
+        )
+    auth = _parse_full(header)
+    if sep and signature == auth.signature:
+        if len(_SCOPES) >= _SCOPES_MAX:
+            _SCOPES.clear()
+        _SCOPES[prefix] = auth
+    return auth
+
+
+def _parse_full(header: str) -> _Authorization:
     """Split ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``."""
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
@@ -273,6 +301,7 @@ def _format_amz_date(epoch: float) -> str:
     return time.strftime(AMZ_DATE_FORMAT, time.gmtime(epoch))
 
 
+@functools.lru_cache(maxsize=64)  # the same second's timestamp arrives many times
 def _parse_amz_date(value: str) -> int | None:
     """Epoch seconds of a ``20261123T174925Z`` timestamp, or None if malformed."""
     if _AMZ_DATE_RE.fullmatch(value) is None:

@@ -397,3 +397,24 @@ def test_canonical_query_sorts_and_reencodes() -> None:
     assert sigv4.canonical_query("b=2&a=2&a=1&c") == "a=1&a=2&b=2&c="
     assert sigv4.canonical_query("Qualifier=$LATEST") == "Qualifier=%24LATEST"
     assert sigv4.canonical_query("k=a%20b") == "k=a%20b"
+
+
+def test_a_remembered_scope_parses_exactly_as_in_full() -> None:
+    prefix = (
+        "AWS4-HMAC-SHA256 Credential=AKID/20261124/us-east-1/lambda/aws4_request, "
+        "SignedHeaders=host;x-amz-date"
+    )
+    first = sigv4._parse_authorization(prefix + ", Signature=abc")
+    again = sigv4._parse_authorization(prefix + ", Signature= def ")
+    assert again == sigv4._parse_full(prefix + ", Signature= def ")
+    assert (first.signature, again.signature) == ("abc", "def")
+    for bad in (prefix + ", Signature=", prefix + ", Signature=a, Extra=b"):
+        try:
+            expected: object = sigv4._parse_full(bad)
+        except Exception as exc:
+            expected = (type(exc), str(exc))
+        try:
+            got: object = sigv4._parse_authorization(bad)
+        except Exception as exc:
+            got = (type(exc), str(exc))
+        assert got == expected

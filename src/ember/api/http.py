@@ -89,7 +89,7 @@ def operation(handler: Handler, auth: Authenticator, service: str = "lambda") ->
 
 def body_limit(request: Request) -> tuple[int, str]:
     """The largest body this route takes, and the operation its 413 names."""
-    if request.url.path.endswith("/invocations"):
+    if request.scope["path"].endswith("/invocations"):  # request.url would build a URL
         return SYNC_PAYLOAD_LIMIT, "InvokeFunction"
     return MAX_REQUEST_BYTES, "CreateFunction"
 
