@@ -97,16 +97,16 @@ class InvokeApi:
                 tenant_id=headers.get("x-amz-tenant-id"),
             ),
         )
-        headers = {
+        response_headers = {
             "Content-Type": _content_type(result.content_type),
             REQUEST_ID: result.request_id,
             "X-Amz-Executed-Version": result.executed_version,
         }
         if result.function_error:
-            headers["X-Amz-Function-Error"] = result.function_error
+            response_headers["X-Amz-Function-Error"] = result.function_error
         if result.log_result is not None:
-            headers["X-Amz-Log-Result"] = result.log_result
-        return Response(result.payload, 200, headers=headers)  # built at once: no header scans
+            response_headers["X-Amz-Log-Result"] = result.log_result
+        return Response(result.payload, 200, headers=response_headers)  # at once: no scans
 
     async def _enqueue(self, name: str, qualifier: str | None, payload: bytes) -> Response:
         """Commit the event durably, then 202 (empty body) with the id every attempt uses."""
