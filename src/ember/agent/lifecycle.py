@@ -8,8 +8,8 @@ runtime's first ``/next``; init is done (INIT_DONE) once every registered extens
 ``EXTENSION``/``TELEMETRY`` lines are logged.
 
 Invoke: ``platform.start``; the INVOKE event goes to subscribed extensions and the event to
-the runtime; the runtime's RESPONSE/ERROR goes to the host at once
-(``platform.runtimeDone``); once the runtime is back on ``/next`` and every INVOKE
+the runtime; the runtime's RESPONSE/ERROR goes to the host at once; when the runtime is
+back on ``/next``, ``platform.runtimeDone`` (its duration up to the response); once every INVOKE
 subscriber is back on ``/event/next``, ``platform.report`` and NEXT (with the time the
 extensions took after the runtime) tell the host the environment can be reused.
 
@@ -75,6 +75,7 @@ class InvokeTrack:
     error_type: str | None = None
     runtime_back: float | None = None
     memory_peak_kb: int = 0  # as the runtime's RESPONSE/ERROR reported it
+    runtime_done: dict[str, Any] | None = None  # platform.runtimeDone, sent at the next /next
 
 
 class Lifecycle:
@@ -289,6 +290,9 @@ class Lifecycle:
         elif kind is Kind.NEXT:
             if self._track is not None:
                 self._track.runtime_back = self._loop.time()
+                if self._track.runtime_done is not None:
+                    self.bus.emit("platform.runtimeDone", self._track.runtime_done)
+                    self._track.runtime_done = None
                 self._check_invoke_done()
         elif kind is Kind.INIT_ERROR:
             self._init_over = True
@@ -341,7 +345,7 @@ class Lifecycle:
         metrics = {"durationMs": self._elapsed_ms(track.started), "producedBytes": len(payload)}
         record["metrics"] = metrics
         self._add_tracing(record, track)
-        self.bus.emit("platform.runtimeDone", record)
+        track.runtime_done = record  # emitted once the runtime is back on /next, as RAPID does
 
     def _add_tracing(self, record: dict[str, Any], track: InvokeTrack) -> None:
         if track.trace_id:

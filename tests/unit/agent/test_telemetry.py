@@ -105,6 +105,9 @@ async def test_a_telemetry_subscriber_receives_platform_and_function_events(
         "tracing": tracing,
     }
     done = by_type["platform.runtimeDone"]["record"]
+    order = [e["type"] for e in events]  # runtimeDone once the runtime is back on /next
+    assert order.index("platform.start") < order.index("platform.runtimeDone")
+    assert order.index("platform.runtimeDone") < order.index("platform.report")
     assert done["requestId"] == "req-1"
     assert done["status"] == "success"
     assert done["metrics"]["producedBytes"] == len(b'"ok"')
