@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,10 @@ from tests.integration.test_concurrency import statistics
 from tests.integration.test_extensions import EXTERNAL_EXTENSION
 from tests.integration.test_invoke import body, invoke, tail
 from tests.integration.test_nodejs import INSTALLED, REQUIRE_STACK, check_trace, deploy
+from tests.integration.test_rootless import skip_reason, start_as_user, user_dir
+
+__all__ = ["user_dir"]  # a fixture of test_rootless, used here too
+rootless_reason = skip_reason()
 
 pytestmark = pytest.mark.skipif(
     "nodejs20.x" not in INSTALLED, reason="no node 20 on this machine (nodejs20.x not installed)"
@@ -238,3 +243,23 @@ def test_an_external_extension_starts_before_the_prestarted_node_gets_its_functi
     assert init_start < registered < loaded  # extensions first, then the function's init
     second = invoke(lambda_client, "slot-extension", {}, LogType="Tail")
     assert f"extension got INVOKE {second['ResponseMetadata']['RequestId']}" in tail(second)
+
+
+@pytest.mark.skipif(bool(rootless_reason), reason=rootless_reason or "")
+def test_a_node_slot_without_root(user_dir: Path) -> None:
+    server = start_as_user(user_dir / "data", user_dir)
+    try:
+        client = server.client()
+        deploy(client, "rootless-fresh", {"index.js": PROBE})
+        fresh_seen = body(invoke(client, "rootless-fresh", {}))
+        assert not fresh_seen["prestarted"]
+        deploy(client, "rootless-slot", {"index.js": PROBE})
+        slot_ready(server)
+        seen = body(invoke(client, "rootless-slot", {}))
+        assert seen["prestarted"]
+        assert comparable(seen) == comparable(fresh_seen)
+        assert {"NoNewPrivs:\t1", "Seccomp:\t2", "CapEff:\t0000000000000000"} <= set(
+            seen["hardening"]
+        )
+    finally:
+        server.stop()

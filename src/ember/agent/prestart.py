@@ -51,8 +51,9 @@ class PrestartedRuntime:
 
     def discard(self) -> None:
         """Kill it and close its pipes (it is reaped as any child of the agent)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, signal.SIGKILL)
+        if self.pid > 0:  # never a process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)
         for fd in (self.control, self.stdout_fd, self.stderr_fd):
             if fd >= 0:
                 with contextlib.suppress(OSError):
