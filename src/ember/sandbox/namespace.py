@@ -635,11 +635,13 @@ class WarmPool:
         available_mb: Callable[[], int | None] | None = None,
         extra_config: dict[str, Any] | None = None,
         size: int | None = None,
+        ready_wait: Callable[[Prepared], Awaitable[bool]] | None = None,
     ) -> None:
         self._backend = backend
         self._zygote = zygote
         self._extra_config = extra_config or {}  # on top of the base config (node slots)
         self._size = size  # None: the backend's pool_size
+        self._ready_wait = ready_wait  # until a pre-started one is ready (node slots)
         self._available_mb = available_mb or backend.available_mb
         self._memory_low = False
         self._ready: collections.deque[Prepared] = collections.deque()
@@ -761,7 +763,11 @@ class WarmPool:
         except BaseException:
             cgroup.remove()
             raise
-        return Prepared(pid, pidfd, control, cgroup, origin=self._zygote.pid)
+        prepared = Prepared(pid, pidfd, control, cgroup, origin=self._zygote.pid)
+        if self._ready_wait is not None and not await self._ready_wait(prepared):
+            await asyncio.to_thread(prepared.discard)
+            raise ZygoteUnavailable("a pre-started sandbox did not get ready")
+        return prepared
 
     async def close(self) -> None:
         """Stop refilling (for good) and discard the waiting sandboxes."""

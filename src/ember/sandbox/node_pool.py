@@ -9,7 +9,8 @@ Policy: one pool of ``size`` slots (``EMBER_SANDBOX_NODE_POOL_SIZE``, default 1;
 keyed by what its node was started as: the command (node, heap flags of one MemorySize)
 and the startup variables (``SandboxSpec.runtime_prestart``). A start with another key
 finds no slot (it starts as before) and re-keys the pool to itself, discarding the
-waiting slots: the pool follows the most recently started node configuration. The
+waiting slots: the pool follows the most recently started node configuration. A slot
+counts as ready once its pid 1 said its node is up (not merely forked). The
 alternative, a pool per MemorySize, would keep ~50 MB of idle node per size ever seen;
 bursts, where cold starts cluster, are of one function, hence one key. Starts that may
 not use a slot (``runtime_prestart`` None: the function sets NODE_OPTIONS or another
@@ -32,6 +33,22 @@ if TYPE_CHECKING:
     from ember.sandbox.zygote import Zygote
 
 log = logging.getLogger("ember")
+READY = b"N"  # what a node slot's pid 1 sends once its node waits (= node_slot.READY)
+NODE_READY_TIMEOUT_S = 15.0
+
+
+async def node_started(prepared: Prepared) -> bool:
+    """Wait for a node slot's pid 1 to say its node is up (``node_slot.READY``)."""
+    control = prepared.control
+    control.setblocking(False)
+    try:
+        loop = asyncio.get_running_loop()
+        answer = await asyncio.wait_for(loop.sock_recv(control, 1), NODE_READY_TIMEOUT_S)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        control.setblocking(True)
+    return answer == READY
 
 
 class NodeSlots:
@@ -84,7 +101,9 @@ class NodeSlots:
             self._retire(self._pool)
         self._key = key
         extra = {"node_prestart": config, "warm": False}
-        self._pool = WarmPool(self._backend, zygote, extra_config=extra, size=self._size)
+        self._pool = WarmPool(
+            self._backend, zygote, extra_config=extra, size=self._size, ready_wait=node_started
+        )
         self._pool.refill_soon()
         log.info("cold starts: node slots now pre-start %s", " ".join(config["argv"]))
 

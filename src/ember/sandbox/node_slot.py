@@ -14,8 +14,9 @@ Runs in a pre-started sandbox's pid 1 (the zygote's child, still root, after
    ``_EMBER_PRESTART_FD=3``). It stays in the sandbox's namespaces and cgroup (joined by
    ``prepare``: the limits written at specialisation apply to it). Specialisation's
    ``pivot_root`` moves pid 1 into that same root; the chroot'ed node is already there;
-3. waits (bounded) for node's "R" (node and the client loaded), and returns the
-   ``PrestartedRuntime`` the agent hands its START to (``agent/prestart.py``).
+3. waits (bounded) for node's "R" (node and the client loaded), tells the backend
+   (``READY`` on the sandbox's control socket: only then is the slot counted ready), and
+   returns the ``PrestartedRuntime`` the agent hands its START to (``agent/prestart.py``).
 
 The library directories of Lambda's ``LD_LIBRARY_PATH`` that specialisation may bring
 (``/var/task``, ``/var/task/lib``, ``/opt/lib``) are made, empty, while node starts and
@@ -40,11 +41,20 @@ READY_TIMEOUT_S = 10.0
 LIBRARY_DIRS = ("/var/task", "/var/task/lib", "/opt", "/opt/lib")
 PRESTART_FD = 3
 PRESTART_FD_VAR = "_EMBER_PRESTART_FD"  # = runtimes.nodejs.PRESTART_FD_VAR
+READY = b"N"  # to the backend, on the control socket: node is up (node_pool.node_started)
+NOT_STARTED = b"-"  # node did not come up: the backend discards this sandbox
 
 
-def launch(config: dict[str, Any]) -> PrestartedRuntime | None:
-    """Start ``config["node_prestart"]`` in the prepared sandbox (see the module doc);
-    None if it did not come up (the START then execs as usual)."""
+def launch(config: dict[str, Any], control: socket.socket) -> PrestartedRuntime | None:
+    """Start ``config["node_prestart"]`` in the prepared sandbox (see the module doc) and
+    say how that went on ``control``; None if it did not come up."""
+    prestarted = _start(config)
+    with contextlib.suppress(OSError):
+        control.send(READY if prestarted is not None else NOT_STARTED)
+    return prestarted
+
+
+def _start(config: dict[str, Any]) -> PrestartedRuntime | None:
     spec = config["node_prestart"]
     root: str = config["root"]
     for source, target in spec["binds"]:

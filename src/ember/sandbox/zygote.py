@@ -125,7 +125,7 @@ def serve(sock: socket.socket, args: list[str]) -> None:  # noqa: PLR0915 - one 
 
             template = agent_runtime.fork_template(forkable, warm_template, harden_template)
             # a node slot (node_slot.py): the Node.js runtime started ahead, hardened
-            prestarted = node_slot.launch(config) if "node_prestart" in config else None
+            prestarted = node_slot.launch(config, control) if "node_prestart" in config else None
             if config["warm"]:  # after the fork: both copies private
                 nsinit.populate_private_memory(nsinit.readable(control_fd), ranges.get("agent"))
             message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
