@@ -18,7 +18,7 @@ import { beforeExit } from './context.mjs';
 import { UnhandledPromiseRejection } from './errors.mjs';
 import { loadHandler } from './loader.mjs';
 import { patchConsole, structuredConsole } from './logging.mjs';
-import { awaitSpecialisation } from './prestart.mjs';
+import { awaitSpecialisation, warmUp } from './prestart.mjs';
 import { Runtime } from './runtime.mjs';
 import { defineGlobal, isStreaming } from './streaming.mjs';
 
@@ -52,6 +52,7 @@ async function start() {
 
 const prestartFd = process.env._EMBER_PRESTART_FD;
 if (prestartFd !== undefined) {
+  await warmUp();
   awaitSpecialisation(Number(prestartFd));
 }
 await start();

@@ -7,8 +7,16 @@
 // takes that working directory and exactly that environment (the pre-start one is
 // dropped), closes the socket, and the client starts as a fresh one would: the handler
 // module is loaded only after. EOF instead of a START (the sandbox was discarded): exit 0.
+//
+// Before it says "R", warmUp() runs the client's Runtime API calls once (a /next and a
+// response) against a throwaway server on the sandbox's loopback, with a client and agent
+// of its own, all closed after: V8 compiles those paths now rather than in the cold
+// start (a few ms). Nothing of it is left for the function: no handle, no listener, the
+// `http` module's global agent untouched.
 
 import fs from 'node:fs';
+import http from 'node:http';
+import { RuntimeClient } from './client.mjs';
 
 function readExactly(fd, size) {
   const buffer = Buffer.alloc(size);
@@ -38,4 +46,30 @@ export function awaitSpecialisation(fd) {
     delete process.env[key];
   }
   Object.assign(process.env, env);
+}
+
+/** One Runtime API round (a /next, a posted response) against a throwaway local server. */
+export async function warmUp() {
+  const server = http.createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      response.setHeader('Lambda-Runtime-Aws-Request-Id', 'warm-up');
+      response.end('{}');
+    });
+  });
+  try {
+    await new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
+    });
+    const client = new RuntimeClient(`127.0.0.1:${server.address().port}`);
+    await client.nextInvocation();
+    await new Promise((resolve) => client.postInvocationResponse({ warm: true }, 'warm-up', resolve));
+    client.agent.destroy();
+  } catch {
+    // only a warm-up: the start works the same without it
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(() => resolve()));
+  }
 }
