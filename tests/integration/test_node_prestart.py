@@ -263,3 +263,25 @@ def test_a_node_slot_without_root(user_dir: Path) -> None:
         )
     finally:
         server.stop()
+
+
+DNS_PROBE = """
+const fs = require('fs');
+exports.handler = async () => ({
+  prestarted: !fs.readFileSync('/proc/self/environ', 'latin1').includes('_HANDLER='),
+  servers: require('dns').getServers(),
+  resolv: fs.readFileSync('/etc/resolv.conf', 'utf8'),
+});
+"""
+
+
+def test_a_networked_function_from_a_slot_gets_the_sandbox_dns(
+    server: EmberServer, lambda_client: Any, fresh: dict[str, Any]
+) -> None:
+    tags = {"ember:network": "outbound"}
+    deploy(lambda_client, "slot-online", {"index.js": DNS_PROBE}, Tags=tags)
+    slot_ready(server)
+    seen = body(invoke(lambda_client, "slot-online", {}))
+    assert seen["prestarted"]
+    assert seen["resolv"].splitlines()[0] == "nameserver 10.0.2.3"
+    assert seen["servers"] == ["10.0.2.3"]  # node read resolv.conf after specialisation

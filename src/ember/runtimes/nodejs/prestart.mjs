@@ -12,7 +12,9 @@
 // response) against a throwaway server on the sandbox's loopback, with a client and agent
 // of its own, all closed after: V8 compiles those paths now rather than in the cold
 // start (a few ms). Nothing of it is left for the function: no handle, no listener, the
-// `http` module's global agent untouched.
+// `http` module's global agent untouched, and no DNS state: the server listens without a
+// host, as a host (even an address) would make node read /etc/resolv.conf now, which a
+// networked sandbox only gets at specialisation (c-ares would keep the generic one).
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -60,7 +62,7 @@ export async function warmUp() {
   try {
     await new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', resolve);
+      server.listen(0, resolve); // no host: one would initialise c-ares (reads resolv.conf)
     });
     const client = new RuntimeClient(`127.0.0.1:${server.address().port}`);
     await client.nextInvocation();
