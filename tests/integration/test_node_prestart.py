@@ -10,6 +10,8 @@ the few variables it was started with, a fresh one's the whole environment.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,3 +287,60 @@ def test_a_networked_function_from_a_slot_gets_the_sandbox_dns(
     assert seen["prestarted"]
     assert seen["resolv"].splitlines()[0] == "nameserver 10.0.2.3"
     assert seen["servers"] == ["10.0.2.3"]  # node read resolv.conf after specialisation
+
+
+def waiting_slot_node(server: EmberServer) -> int:
+    """The pid of this server's waiting slot node: of its nodes started by a slot (server
+    → zygote → sandbox → node; the exec-time environment names the hand-off fd), the
+    latest started (the others were handed out before it was started)."""
+    found: list[tuple[int, int]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            parent = parent_of(int(entry.name))
+            grandparent = parent_of(parent_of(parent))
+        except (OSError, ValueError):
+            continue
+        if b"_EMBER_PRESTART_FD=" in environ and grandparent == server.process.pid:
+            found.append((start_time(int(entry.name)), int(entry.name)))
+    return max(found)[1]
+
+
+def exited(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie (not yet reaped by its sandbox's pid 1)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def stat_fields(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` from its third field (state) on."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def parent_of(pid: int) -> int:
+    return int(stat_fields(pid)[1])
+
+
+def start_time(pid: int) -> int:
+    return int(stat_fields(pid)[19])
+
+
+def test_a_slot_whose_node_died_starts_fresh(
+    server: EmberServer, lambda_client: Any, fresh: dict[str, Any]
+) -> None:
+    deploy(lambda_client, "slot-dead-node", {"index.js": PROBE})
+    before = slot_ready(server)
+    node = waiting_slot_node(server)
+    os.kill(node, signal.SIGKILL)
+    while exited(node) is False:  # its end of the hand-off socket is closed once it exited
+        time.sleep(0.001)
+    seen = body(invoke(lambda_client, "slot-dead-node", {}))
+    assert handed_out(server) == before + 1  # the slot was taken ...
+    assert not seen["prestarted"]  # ... and the runtime exec'ed, as its node was gone
+    assert comparable(seen) == comparable(fresh)
