@@ -14,8 +14,9 @@ counts as ready once its pid 1 said its node is up (not merely forked). The
 alternative, a pool per MemorySize, would keep ~50 MB of idle node per size ever seen;
 bursts, where cold starts cluster, are of one function, hence one key. Starts that may
 not use a slot (``runtime_prestart`` None: the function sets NODE_OPTIONS or another
-startup variable) leave the pool alone. The agent checks again at START and execs the
-runtime afresh when the slot's node could not be equivalent.
+startup variable) leave the pool alone. Node slots turn themselves off after
+``MAX_FAILED_SLOTS`` slots in a row whose node did not come up. The agent checks again at
+START and execs the runtime afresh when the slot's node could not be equivalent.
 """
 
 from __future__ import annotations
@@ -35,20 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ember")
 READY = b"N"  # what a node slot's pid 1 sends once its node waits (= node_slot.READY)
 NODE_READY_TIMEOUT_S = 15.0
-
-
-async def node_started(prepared: Prepared) -> bool:
-    """Wait for a node slot's pid 1 to say its node is up (``node_slot.READY``)."""
-    control = prepared.control
-    control.setblocking(False)
-    try:
-        loop = asyncio.get_running_loop()
-        answer = await asyncio.wait_for(loop.sock_recv(control, 1), NODE_READY_TIMEOUT_S)
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        control.setblocking(True)
-    return answer == READY
+MAX_FAILED_SLOTS = 3  # slots in a row whose node did not come up: node slots off
 
 
 class NodeSlots:
@@ -64,6 +52,7 @@ class NodeSlots:
         self._pool: WarmPool | None = None
         self._key = ""
         self._retired: set[asyncio.Task[None]] = set()
+        self._failures = 0  # slots in a row whose node did not come up
         self.handed_out = 0  # slots taken by starts (statistics, tests)
 
     def config_for(self, spec: SandboxSpec) -> dict[str, Any] | None:
@@ -79,7 +68,7 @@ class NodeSlots:
     def take(self, spec: SandboxSpec, zygote: Zygote) -> Prepared | None:
         """A waiting slot started as ``spec``'s runtime would be, if any (see the module
         doc for what a start of another configuration does to the pool)."""
-        if self._size <= 0:
+        if self._size <= 0 or self._failures >= MAX_FAILED_SLOTS:
             return None
         config = self.config_for(spec)
         if config is None:
@@ -102,10 +91,36 @@ class NodeSlots:
         self._key = key
         extra = {"node_prestart": config, "warm": False}
         self._pool = WarmPool(
-            self._backend, zygote, extra_config=extra, size=self._size, ready_wait=node_started
+            self._backend,
+            zygote,
+            extra_config=extra,
+            size=self._size,
+            ready_wait=self._node_started,
         )
         self._pool.refill_soon()
         log.info("cold starts: node slots now pre-start %s", " ".join(config["argv"]))
+
+    async def _node_started(self, prepared: Prepared) -> bool:
+        """Wait for a slot's pid 1 to say its node is up (``node_slot.READY``); after
+        ``MAX_FAILED_SLOTS`` failures in a row, node slots are off for good."""
+        control = prepared.control
+        control.setblocking(False)
+        try:
+            loop = asyncio.get_running_loop()
+            answer = await asyncio.wait_for(loop.sock_recv(control, 1), NODE_READY_TIMEOUT_S)
+        except (OSError, TimeoutError):
+            answer = b""
+        finally:
+            control.setblocking(True)
+        if answer == READY:
+            self._failures = 0
+            return True
+        self._failures += 1
+        if self._failures == MAX_FAILED_SLOTS:
+            log.error(
+                "cold starts: node slots off: node did not start in %d in a row", self._failures
+            )
+        return False
 
     def _retire(self, pool: WarmPool) -> None:
         task = asyncio.get_running_loop().create_task(pool.close())
