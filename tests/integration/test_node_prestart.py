@@ -344,3 +344,38 @@ def test_a_slot_whose_node_died_starts_fresh(
     assert handed_out(server) == before + 1  # the slot was taken ...
     assert not seen["prestarted"]  # ... and the runtime exec'ed, as its node was gone
     assert comparable(seen) == comparable(fresh)
+
+
+DLOPEN_PROBE = """
+const fs = require('fs');
+exports.handler = async () => {
+  let loaded;
+  try {
+    process.dlopen({ exports: {} }, 'libemberprobe.so');  // found through LD_LIBRARY_PATH
+  } catch (err) {
+    loaded = err.message;
+  }
+  return {
+    prestarted: !fs.readFileSync('/proc/self/environ', 'latin1').includes('_HANDLER='),
+    loaded,
+  };
+};
+"""
+LIBZ = Path("/lib/x86_64-linux-gnu/libz.so.1")
+
+
+@pytest.mark.skipif(not LIBZ.exists(), reason=f"no {LIBZ} to serve as a layer's library")
+def test_a_layer_library_on_ld_library_path_loads_in_a_prestarted_node(
+    server: EmberServer, lambda_client: Any, fresh: dict[str, Any]
+) -> None:
+    files: dict[str, str | bytes] = {"lib/libemberprobe.so": LIBZ.read_bytes()}
+    layer = lambda_client.publish_layer_version(
+        LayerName="slot-lib", Content={"ZipFile": make_zip(files)}
+    )
+    layers = [layer["LayerVersionArn"]]
+    deploy(lambda_client, "slot-dlopen", {"index.js": DLOPEN_PROBE}, Layers=layers)
+    slot_ready(server)
+    seen = body(invoke(lambda_client, "slot-dlopen", {}))
+    assert seen["prestarted"]
+    # found in /opt/lib (and then refused as no node addon), as by a fresh node
+    assert seen["loaded"] == "Module did not self-register: 'libemberprobe.so'."
