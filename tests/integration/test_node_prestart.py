@@ -52,7 +52,13 @@ exports.handler = async (event, context) => ({
   agentCgroup: fs.readFileSync('/proc/1/cgroup', 'utf8'),
   tz: new Date(0).toString(),
   hardening: fs.readFileSync('/proc/self/status', 'utf8').split('\\n')
-    .filter((line) => /^(Uid|Gid|CapEff|CapPrm|NoNewPrivs|Seccomp):/.test(line)),
+    .filter((line) => /^(Uid|Gid|Groups|Cap...|NoNewPrivs|Seccomp|Sig(Blk|Ign)):/.test(line)),
+  limits: fs.readFileSync('/proc/self/limits', 'utf8'),
+  umask: process.umask(),
+  leader: (() => {
+    const fields = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+    return [Number(fields[2]) === process.pid, Number(fields[3]) === process.pid];
+  })(),
   opt: fs.readdirSync('/opt'),
   taskLib: fs.existsSync('/var/task/lib'),
   functionName: context.functionName,
@@ -140,6 +146,7 @@ def test_a_cold_start_is_served_by_the_prestarted_node_as_a_fresh_one_would_be(
     assert seen["uid"] == 993
     assert {"NoNewPrivs:\t1", "Seccomp:\t2", "CapEff:\t0000000000000000"} <= set(seen["hardening"])
     assert (seen["opt"], seen["taskLib"]) == ([], False)  # the loader's directories: gone
+    assert seen["leader"] == [True, True]  # its own process group and session
     assert seen["cgroup"] == seen["agentCgroup"]  # in the sandbox's cgroup: its limits
     assert "_EMBER_PRESTART_FD" not in seen["env"]
     assert seen["loadedEnv"]["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
