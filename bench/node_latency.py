@@ -12,7 +12,11 @@ same run (the machine is shared and noisy: compare ratios):
 - ``node -e 0`` and ``/usr/bin/python3 -I -S -c pass``: a fresh process of each;
 - ``node`` importing the runtime client's modules (no Runtime API): what the runtime's
   own start costs before any handler;
-- cold start: the first invoke of a new function (sandbox, runtime start, init, invoke);
+- cold start: the first invoke of a new function (sandbox, runtime start, init, invoke),
+  each taken once the warm pools are refilled (``/ember/statistics``): for node, both
+  ``pre-started`` (served by a node slot: node already running in the pooled sandbox)
+  and ``fresh`` (node exec'ed at START: the function sets ``LANG`` to its default value,
+  a startup variable, so no slot may serve it; otherwise the same function);
 - warm invoke: the same function again (environment reused).
 """
 
@@ -39,6 +43,8 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 ROLE = "arn:aws:iam::000000000000:role/bench"
 PYTHON_HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
 NODE_HELLO = "exports.handler = async () => ({ hello: 'world' });\n"
+FRESH_ONLY = {"LANG": "en_US.UTF-8"}  # Lambda's default; set by the function: no node slot
+POOL_WAIT_S = 60.0
 FUNCTIONS = {
     "python3.11": ("app.py", "app.handler", PYTHON_HELLO),
     "node": ("index.js", "index.handler", NODE_HELLO),
@@ -58,10 +64,13 @@ def code_zip(filename: str, source: str) -> bytes:
     return buffer.getvalue()
 
 
-def create(conn: http.client.HTTPConnection, name: str, runtime: str) -> None:
+def create(
+    conn: http.client.HTTPConnection, name: str, runtime: str, env: dict[str, str] | None = None
+) -> None:
     filename, handler, source = FUNCTIONS["node" if runtime.startswith("nodejs") else runtime]
     body = {"FunctionName": name, "Runtime": runtime, "Role": ROLE, "Handler": handler,
-            "Code": {"ZipFile": base64.b64encode(code_zip(filename, source)).decode()}}  # fmt: skip
+            "Code": {"ZipFile": base64.b64encode(code_zip(filename, source)).decode()},
+            "Environment": {"Variables": env or {}}}  # fmt: skip
     request(conn, "POST", "/2015-03-31/functions", json.dumps(body).encode())
     path = f"/2015-03-31/functions/{name}"
     while json.loads(request(conn, "GET", path))["Configuration"]["State"] != "Active":
@@ -72,18 +81,54 @@ def invoke_path(name: str) -> str:
     return f"/2015-03-31/functions/{name}/invocations"
 
 
+def pools_settled(conn: http.client.HTTPConnection) -> dict[str, dict[str, int]]:
+    """Wait until no warm pool refills and each that exists has one ready; the pools."""
+    deadline = time.monotonic() + POOL_WAIT_S
+    while True:
+        pools: dict[str, dict[str, int]] = json.loads(request(conn, "GET", "/ember/statistics"))[
+            "pools"
+        ]
+        busy = [name for name, pool in pools.items() if pool["refilling"]]
+        if not busy or time.monotonic() > deadline:
+            return pools
+        time.sleep(0.005)
+
+
+def cold_starts(
+    conn: http.client.HTTPConnection, runtime: str, label: str, n: int,
+    env: dict[str, str] | None = None,
+) -> tuple[list[float], int]:  # fmt: skip
+    """``n`` cold starts of new functions; and how many a node slot served."""
+    cold: list[float] = []
+    before = pools_settled(conn).get("node", {}).get("handed_out", 0)
+    for index in range(n):
+        name = f"{runtime.replace('.', '-')}-{label}-{index}"
+        create(conn, name, runtime, env)
+        pools_settled(conn)
+        cold += timed(lambda n=name: request(conn, "POST", invoke_path(n), b"{}"), 1)  # type: ignore[misc]
+    after = pools_settled(conn).get("node", {}).get("handed_out", 0)
+    return cold, after - before
+
+
 def measure_runtime(
     conn: http.client.HTTPConnection, runtime: str, cold_n: int, warm_n: int
 ) -> dict[str, dict[str, float]]:
-    cold: list[float] = []
-    for index in range(cold_n):
-        name = f"{runtime.replace('.', '-')}-{index}"
-        create(conn, name, runtime)
-        cold += timed(lambda n=name: request(conn, "POST", invoke_path(n), b"{}"), 1)  # type: ignore[misc]
-    warm_path = invoke_path(f"{runtime.replace('.', '-')}-0")
+    results: dict[str, dict[str, float]] = {}
+    if runtime.startswith("nodejs"):
+        cold, served = cold_starts(conn, runtime, "fresh", cold_n, FRESH_ONLY)
+        results[f"{runtime}: cold start, fresh node (slots used: {served})"] = summary(cold)
+        cold_starts(conn, runtime, "prime", 1)  # keys the node slot to this configuration
+        cold, served = cold_starts(conn, runtime, "slot", cold_n)
+        results[f"{runtime}: cold start, pre-started node (slots used: {served})"] = summary(cold)
+    else:
+        results[f"{runtime}: cold start"] = summary(cold_starts(conn, runtime, "cold", cold_n)[0])
+    warm_path = invoke_path(
+        f"{runtime.replace('.', '-')}-{'slot' if runtime.startswith('nodejs') else 'cold'}-0"
+    )
     timed(lambda: request(conn, "POST", warm_path, b"{}"), 30)
     warm = timed(lambda: request(conn, "POST", warm_path, b"{}"), warm_n)
-    return {f"{runtime}: cold start": summary(cold), f"{runtime}: warm invoke": summary(warm)}
+    results[f"{runtime}: warm invoke"] = summary(warm)
+    return results
 
 
 def main() -> None:

@@ -8,6 +8,9 @@ then started by ``os.fork`` instead, and the child calls the client's ``main()``
 same stdio, session, working directory, environment and ``sys.argv``/``sys.path`` an
 exec'ed runtime would have (``sys.flags`` are the zygote's: ``-I -S -u``). Anything else
 (``provided.*`` bootstraps, another interpreter, other flags) is exec'ed as before.
+
+A third way, ahead of both: a runtime process a node slot started before the function
+was known (``agent/prestart.py``) is handed the START when it can stand for it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from ember.agent import prestart
 
 READ_SIZE = 64 * 1024
 MAX_PARTIAL_LINE = 64 * 1024
@@ -284,6 +289,9 @@ class RuntimeProcess:
         """Start ``argv`` with stdin /dev/null and stdout/stderr on non-blocking pipes."""
         if not argv:
             raise SpawnError("Runtime.InvalidEntrypoint", "fork/exec : no runtime command")
+        prestarted = prestart.take(argv, env)
+        if prestarted is not None and (process := cls._hand_off(prestarted, cwd, env)):
+            return process
         runtime = forkable_for(argv)
         if runtime is not None:
             return cls._fork(runtime, argv, cwd, env)
@@ -294,6 +302,25 @@ class RuntimeProcess:
         except OSError as exc:
             raise _spawn_error(exc, argv[0], cwd) from exc
         return cls(pid, out_read, err_read, started_at)
+
+    @classmethod
+    def _hand_off(
+        cls, prestarted: prestart.PrestartedRuntime, cwd: str, env: dict[str, str]
+    ) -> RuntimeProcess | None:
+        """The pre-started runtime, told its START; None if it died meanwhile."""
+        _drop_template()  # a Python runtime forked ahead: not wanted now
+        if not os.path.isdir(cwd):  # noqa: PTH112 - as exec would fail on it
+            prestarted.discard()
+            raise SpawnError("Runtime.InvalidWorkingDir", f"chdir {cwd}: no such file or directory")
+        started_at = asyncio.get_running_loop().time()
+        try:
+            prestarted.hand_off(cwd, env)
+        except OSError:
+            prestarted.discard()
+            return None
+        os.set_blocking(prestarted.stdout_fd, False)
+        os.set_blocking(prestarted.stderr_fd, False)
+        return cls(prestarted.pid, prestarted.stdout_fd, prestarted.stderr_fd, started_at)
 
     @classmethod
     def _fork(

@@ -33,8 +33,15 @@ from ember.model.functions import FunctionRecord
 from ember.model.tags import wants_outbound_network
 from ember.observe.lines import log_stream_name
 from ember.observe.logs import LogWriter
+from ember.runtimes import nodejs
 from ember.runtimes.catalogue import Runtime, RuntimeCatalogue
-from ember.sandbox.base import NetworkPolicy, Sandbox, SandboxBackend, SandboxSpec
+from ember.sandbox.base import (
+    NetworkPolicy,
+    RuntimePrestart,
+    Sandbox,
+    SandboxBackend,
+    SandboxSpec,
+)
 from ember.store.blobs import BlobStore
 
 UNRESERVED_DEFAULTS = {
@@ -46,7 +53,7 @@ UNRESERVED_DEFAULTS = {
     ),
     "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
 }
-
+RESERVED_TZ = ":UTC"
 
 # The merged /opt tree of an ordered list of layer version ARNs (None without layers).
 OptDirs = Callable[[tuple[str, ...]], Awaitable[Path | None]]
@@ -117,6 +124,7 @@ class Launcher:
             read_only_paths=runtime.host_paths(),
             interpreter=runtime.python_interpreter,
             runtime_client=runtime.client_dir,
+            runtime_prestart=prestart_hint(runtime, config.memory_size, config.environment),
         )
         sandbox = await self._backend.start(spec)
         stream = log_stream_name(record.version, self._clock.wall())
@@ -166,7 +174,7 @@ class Launcher:
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "LAMBDA_TASK_ROOT": sandbox.task_root,
                 "LAMBDA_RUNTIME_DIR": "/var/runtime",
-                "TZ": ":UTC",
+                "TZ": RESERVED_TZ,
             }
         )
         if runtime.execution_env:
@@ -189,6 +197,26 @@ def network_policy(tags: Mapping[str, str]) -> NetworkPolicy:
     if wants_outbound_network(tags):
         return NetworkPolicy.OUTBOUND
     return NetworkPolicy.NONE
+
+
+def prestart_hint(
+    runtime: Runtime, memory_mb: int, environment: Mapping[str, str]
+) -> RuntimePrestart | None:
+    """What a backend may start ahead for this function (node slots): a Node.js runtime
+    whose startup variables are the defaults, i.e. the function sets none of them
+    (``NODE_OPTIONS``, ``AWS_LAMBDA_EXEC_WRAPPER``, ...: it always starts afresh)."""
+    if runtime.family != "nodejs" or runtime.interpreter is None:
+        return None
+    if any(key in environment for key in nodejs.STARTUP_VARIABLES):
+        return None
+
+    def hint(task_root: str, opt_root: str, runtime_dir: str) -> tuple[list[str], dict[str, str]]:
+        env = {**UNRESERVED_DEFAULTS, **runtime.unreserved_env(task_root, opt_root, runtime_dir)}
+        env["TZ"] = RESERVED_TZ
+        argv = runtime.argv(task_root, opt_root, runtime_dir, memory_mb)
+        return argv, nodejs.prestart_env(env)
+
+    return hint
 
 
 def with_exec_wrapper(argv: list[str], env: dict[str, str], runtime: Runtime) -> list[str]:

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+# (task root, opt root, runtime dir) as a sandbox shows them => the runtime's command and
+# the startup variables it would run with: what a backend may start ahead of the START
+RuntimePrestart = Callable[[str, str, str], tuple[list[str], dict[str, str]]]
 
 
 class NetworkPolicy(enum.StrEnum):
@@ -39,6 +44,8 @@ class SandboxSpec:
     # a runtime client directory to show at ``Sandbox.runtime_dir`` instead of Ember's
     # Python client (the Node.js client); None: the Python client
     runtime_client: Path | None = None
+    # a runtime a backend may start before the function is known (node slots); None: not
+    runtime_prestart: RuntimePrestart | None = None
 
 
 class Sandbox(Protocol):

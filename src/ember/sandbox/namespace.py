@@ -67,6 +67,7 @@ from ember.sandbox.network import (
     network_refusal,
     sandbox_config,
 )
+from ember.sandbox.node_pool import NodeSlots
 from ember.sandbox.rootless import (
     NoCgroup,
     SandboxCgroup,
@@ -254,6 +255,7 @@ class NamespaceBackend:
         prefault: str = PREFAULT_WORKING_SET,
         pool_min_available_mb: int = 0,
         available_mb: Callable[[], int | None] | None = None,
+        node_pool_size: int = 1,
     ) -> None:
         self.rootless = is_rootless()
         refusal = userns_refusal() if self.rootless else None
@@ -294,6 +296,8 @@ class NamespaceBackend:
         self.pool_min_available_mb = pool_min_available_mb
         self.available_mb = available_mb or (lambda: meminfo_mb("MemAvailable"))
         self.cgroup_version = version
+        paths = ("/var/task", "/opt", SANDBOX_RUNTIME_DIR)  # as NamespaceSandbox shows them
+        self.node_slots = NodeSlots(self, node_pool_size, paths, self._seccomp)
         if prewarm:
             self._zygote(SANDBOX_PYTHON)
 
@@ -342,11 +346,13 @@ class NamespaceBackend:
         return zygote
 
     def statistics(self) -> dict[str, dict[str, int]]:
-        """Each warm pool (by interpreter): sandboxes ready, refilling, paused for memory."""
+        """Each warm pool (by interpreter): sandboxes ready, refilling, paused for memory;
+        and the node slots (``"node"``: ready, refilling, handed out)."""
         return {
-            interpreter: {"ready": pool.ready, "refilling": int(pool.refilling),
-                          "memory_low": int(pool.low_memory_seen)}
-            for interpreter, pool in self._pools.items()
+            **{interpreter: {"ready": pool.ready, "refilling": int(pool.refilling),
+                             "memory_low": int(pool.low_memory_seen)}
+               for interpreter, pool in self._pools.items()},
+            "node": self.node_slots.statistics(),
         }  # fmt: skip
 
     def new_cgroup_name(self) -> str:
@@ -397,12 +403,14 @@ class NamespaceBackend:
         if zygote is not None and not zygote.given_up:
             pool = self.pool(zygote)
             try:
-                prepared = await pool.take()
+                slot = self.node_slots.take(spec, zygote)  # node started ahead (node_pool.py)
+                prepared = slot or await pool.take()
                 sandbox = await self._specialise(prepared, spec)
             except ZygoteUnavailable as exc:
                 log.warning("cold starts: exec path for this start: %s", exc)
             else:
-                self._record_working_set_later(pool, zygote.interpreter, prepared)
+                if slot is None:
+                    self._record_working_set_later(pool, zygote.interpreter, prepared)
                 return sandbox
         return await self._start_exec(spec)
 
@@ -567,6 +575,7 @@ class NamespaceBackend:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.node_slots.close()
         for pool in self._pools.values():
             await pool.close()
         for zygote in self._zygotes.values():
@@ -624,9 +633,15 @@ class WarmPool:
         backend: NamespaceBackend,
         zygote: Zygote,
         available_mb: Callable[[], int | None] | None = None,
+        extra_config: dict[str, Any] | None = None,
+        size: int | None = None,
+        ready_wait: Callable[[Prepared], Awaitable[bool]] | None = None,
     ) -> None:
         self._backend = backend
         self._zygote = zygote
+        self._extra_config = extra_config or {}  # on top of the base config (node slots)
+        self._size = size  # None: the backend's pool_size
+        self._ready_wait = ready_wait  # until a pre-started one is ready (node slots)
         self._available_mb = available_mb or backend.available_mb
         self._memory_low = False
         self._ready: collections.deque[Prepared] = collections.deque()
@@ -646,6 +661,21 @@ class WarmPool:
             self._refill_timer.cancel()
         self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill_soon)
         return prepared
+
+    def take_ready(self) -> Prepared | None:
+        """A waiting pre-started sandbox, or None (none pre-started on demand); a refill
+        follows either way."""
+        if not self._ready:
+            self.refill_soon()
+            return None
+        prepared = self._ready.popleft()
+        prepared.pooled = True
+        self.refill_soon()
+        return prepared
+
+    @property
+    def size(self) -> int:
+        return self._backend.pool_size if self._size is None else self._size
 
     @property
     def ready(self) -> int:
@@ -671,7 +701,7 @@ class WarmPool:
     def refill_soon(self) -> None:
         if self._closed:
             return
-        if len(self._ready) < self._backend.pool_size and self._refilling is None:
+        if len(self._ready) < self.size and self._refilling is None:
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
 
     async def renew(self) -> None:
@@ -691,11 +721,7 @@ class WarmPool:
 
     async def _refill(self) -> None:
         try:
-            while (
-                len(self._ready) < self._backend.pool_size
-                and not self._closed
-                and not self.memory_low()
-            ):
+            while len(self._ready) < self.size and not self._closed and not self.memory_low():
                 generation = self._generation
                 prepared = await self._prestart(warm=True)
                 if generation == self._generation and not self._closed:
@@ -730,13 +756,18 @@ class WarmPool:
         try:
             cgroup.create_dirs()
             config = {**self._backend.base_config(self._root, cgroup), "warm": warm and prefault}
+            config.update(self._extra_config)
             if ranges is not None:
                 config["warm_ranges"] = ranges
             pid, pidfd, control = await self._zygote.prestart(config)
         except BaseException:
             cgroup.remove()
             raise
-        return Prepared(pid, pidfd, control, cgroup, origin=self._zygote.pid)
+        prepared = Prepared(pid, pidfd, control, cgroup, origin=self._zygote.pid)
+        if self._ready_wait is not None and not await self._ready_wait(prepared):
+            await asyncio.to_thread(prepared.discard)
+            raise ZygoteUnavailable("a pre-started sandbox did not get ready")
+        return prepared
 
     async def close(self) -> None:
         """Stop refilling (for good) and discard the waiting sandboxes."""
@@ -795,4 +826,5 @@ def from_settings(settings: Settings) -> NamespaceBackend:
         pool_size=settings.sandbox_pool_size,
         prefault=settings.sandbox_prefault,
         pool_min_available_mb=settings.sandbox_pool_min_available_mb,
+        node_pool_size=settings.sandbox_node_pool_size,
     )

@@ -77,9 +77,10 @@ def serve(sock: socket.socket, args: list[str]) -> None:  # noqa: PLR0915 - one 
     import gc  # noqa: PLC0415 - the zygote's imports happen here, once
 
     from ember.agent import main as agent_main  # noqa: PLC0415
+    from ember.agent import prestart as agent_prestart  # noqa: PLC0415
     from ember.agent import runtime as agent_runtime  # noqa: PLC0415
     from ember.runtimes.python import bootstrap  # noqa: PLC0415
-    from ember.sandbox import nsinit  # noqa: PLC0415
+    from ember.sandbox import node_slot, nsinit  # noqa: PLC0415
 
     client = bootstrap.preload()
     forkable = agent_runtime.ForkableRuntime(
@@ -123,6 +124,8 @@ def serve(sock: socket.socket, args: list[str]) -> None:  # noqa: PLR0915 - one 
                 nsinit.harden(hardening, bytes.fromhex(hardening["seccomp"]))
 
             template = agent_runtime.fork_template(forkable, warm_template, harden_template)
+            # a node slot (node_slot.py): the Node.js runtime started ahead, hardened
+            prestarted = node_slot.launch(config, control) if "node_prestart" in config else None
             if config["warm"]:  # after the fork: both copies private
                 nsinit.populate_private_memory(nsinit.readable(control_fd), ranges.get("agent"))
             message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
@@ -142,6 +145,7 @@ def serve(sock: socket.socket, args: list[str]) -> None:  # noqa: PLR0915 - one 
             sys.argv = ["ember-agent"]
             sys.path[:] = [config["agent_root"], *base_path]
             agent_runtime.enable_fork(forkable, template)
+            agent_prestart.enable(prestarted)
             code = 1
             code = asyncio.run(agent_main.Agent(channel).run())
         except BaseException as exc:  # noqa: BLE001 - report anything, then fail

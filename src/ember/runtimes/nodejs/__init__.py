@@ -2,6 +2,13 @@
 
 The ``.mjs`` files here are package data: a sandbox mounts this directory read-only at
 ``/var/runtime`` and runs ``node [flags] /var/runtime/index.mjs`` (see ``index.mjs``).
+
+Pre-started node (``prestart.mjs``): a pooled sandbox may start that same command before
+any function is known, with only ``prestart_env``'s variables and ``PRESTART_FD_VAR``
+naming a socket; it loads node and the client, then waits there for the START's working
+directory and environment. It stands in for a fresh start only when the command is the
+same and every variable of ``STARTUP_VARIABLES`` (what node, V8, OpenSSL and the dynamic
+loader read once, at process start) has the same value (or is absent) in both.
 """
 
 from __future__ import annotations
@@ -10,6 +17,30 @@ from pathlib import Path
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent)
 ENTRY_POINT = "index.mjs"
+
+
+PRESTART_FD_VAR = "_EMBER_PRESTART_FD"  # in a pre-started node's environment only
+PRESTART_FD = 3
+# Read at process start (by node, V8, OpenSSL, glibc's loader and locale): a pre-started node
+# is equivalent to a fresh one only if these are the same in the function's environment.
+STARTUP_VARIABLES = (
+    "NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS", "NODE_ICU_DATA", "NODE_DEBUG",
+    "NODE_DEBUG_NATIVE", "NODE_PRESERVE_SYMLINKS", "NODE_REDIRECT_WARNINGS", "NODE_NO_WARNINGS",
+    "NODE_PENDING_DEPRECATION", "NODE_V8_COVERAGE", "NODE_COMPILE_CACHE",
+    "NODE_DISABLE_COMPILE_CACHE", "NODE_TLS_REJECT_UNAUTHORIZED", "NODE_SKIP_PLATFORM_CHECK",
+    "NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_TEST_CONTEXT", "UV_THREADPOOL_SIZE",
+    "UV_USE_IO_URING", "OPENSSL_CONF", "OPENSSL_MODULES", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "LD_LIBRARY_PATH", "LD_PRELOAD", "LD_BIND_NOW", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX",
+    "FORCE_COLOR", "NO_COLOR", "NODE_DISABLE_COLORS", "TZ", "LANG", "LANGUAGE", "LC_ALL",
+    "LC_CTYPE", "LC_MESSAGES", "HOME",
+    "AWS_LAMBDA_EXEC_WRAPPER",
+)  # fmt: skip
+
+
+def prestart_env(env: dict[str, str]) -> dict[str, str]:
+    """What a pre-started node is started with, for a function whose environment would be
+    ``env``: its startup variables, nothing else (the rest comes at the hand-off)."""
+    return {key: env[key] for key in STARTUP_VARIABLES if key in env}
 
 
 def memory_flags(memory_mb: int) -> list[str]:

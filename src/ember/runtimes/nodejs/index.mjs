@@ -8,6 +8,9 @@
 // API over http), logging, errors.
 //
 // Not reproduced: the telemetry log fd, the alternative/native client switches.
+//
+// Pre-started (_EMBER_PRESTART_FD set, see prestart.mjs): the modules above are loaded,
+// then it waits for the function's working directory and environment before start().
 
 import { createRequire } from 'node:module';
 import { RuntimeClient } from './client.mjs';
@@ -15,6 +18,7 @@ import { beforeExit } from './context.mjs';
 import { UnhandledPromiseRejection } from './errors.mjs';
 import { loadHandler } from './loader.mjs';
 import { patchConsole, structuredConsole } from './logging.mjs';
+import { awaitSpecialisation, warmUp } from './prestart.mjs';
 import { Runtime } from './runtime.mjs';
 import { defineGlobal, isStreaming } from './streaming.mjs';
 
@@ -46,4 +50,9 @@ async function start() {
   new Runtime(client, handler, errorCallbacks, isStreaming(handler)).scheduleIteration();
 }
 
+const prestartFd = process.env._EMBER_PRESTART_FD;
+if (prestartFd !== undefined) {
+  await warmUp();
+  awaitSpecialisation(Number(prestartFd));
+}
 await start();
