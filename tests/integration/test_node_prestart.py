@@ -226,15 +226,23 @@ def test_a_prestarted_node_is_held_to_the_memory_limit(
 
 
 LOADED = """
-console.log('handler module loaded');
+const fs = require('node:fs');
+console.log('handler module loaded; extension started: ' + fs.existsSync('/tmp/extension-started'));
 exports.handler = async () => 'ok';
 """
+# the extension marks that it runs before it registers: the runtime gets its function only
+# once every extension has registered (their printed lines may interleave with its own)
+REGISTER = 'response, _ = call("POST", "/2020-01-01/extension/register"'
+MARKING_EXTENSION = EXTERNAL_EXTENSION.replace(
+    REGISTER, 'open("/tmp/extension-started", "w").close()\n' + REGISTER
+)
 
 
 def test_an_external_extension_starts_before_the_prestarted_node_gets_its_function(
     server: EmberServer, lambda_client: Any, fresh: dict[str, Any]
 ) -> None:
-    files: dict[str, str | bytes] = {"extensions/logger": EXTERNAL_EXTENSION}
+    assert MARKING_EXTENSION != EXTERNAL_EXTENSION
+    files: dict[str, str | bytes] = {"extensions/logger": MARKING_EXTENSION}
     layer = lambda_client.publish_layer_version(
         LayerName="slot-ext", Content={"ZipFile": make_zip(files, {"extensions/logger": 0o755})}
     )
@@ -246,10 +254,11 @@ def test_an_external_extension_starts_before_the_prestarted_node_gets_its_functi
     assert body(first) == "ok"
     assert "\tInit Duration: " in tail(first)
     messages = function_log(server, "slot-extension")
-    registered = next(i for i, m in enumerate(messages) if "extension registered" in m)
     loaded = next(i for i, m in enumerate(messages) if "handler module loaded" in m)
     init_start = next(i for i, m in enumerate(messages) if m.startswith("INIT_START"))
-    assert init_start < registered < loaded  # extensions first, then the function's init
+    assert init_start < loaded
+    assert messages[loaded].endswith("extension started: true\n")  # extensions first
+    assert any("extension registered" in m for m in messages)
     second = invoke(lambda_client, "slot-extension", {}, LogType="Tail")
     assert f"extension got INVOKE {second['ResponseMetadata']['RequestId']}" in tail(second)
 
