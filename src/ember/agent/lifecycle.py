@@ -290,9 +290,7 @@ class Lifecycle:
         elif kind is Kind.NEXT:
             if self._track is not None:
                 self._track.runtime_back = self._loop.time()
-                if self._track.runtime_done is not None:
-                    self.bus.emit("platform.runtimeDone", self._track.runtime_done)
-                    self._track.runtime_done = None
+                self._emit_runtime_done()
                 self._check_invoke_done()
         elif kind is Kind.INIT_ERROR:
             self._init_over = True
@@ -302,6 +300,16 @@ class Lifecycle:
             if kind in (Kind.RESPONSE, Kind.ERROR):
                 self._runtime_done(kind, meta, payload)
             self._host.report(kind, meta, payload)
+
+    def runtime_exited(self) -> None:
+        """The runtime ended: a runtimeDone held for its next ``/next`` goes out now."""
+        self._emit_runtime_done()
+
+    def _emit_runtime_done(self) -> None:
+        track = self._track
+        if track is not None and track.runtime_done is not None:
+            self.bus.emit("platform.runtimeDone", track.runtime_done)
+            track.runtime_done = None
 
     # Invoke.
 

@@ -295,6 +295,7 @@ class Agent:
             else:
                 error_type, message = lifecycle.crash or ("Extension.Crash", "")
                 meta["error_type"], meta["error_message"] = error_type, message
+            lifecycle.runtime_exited()
             host.report(Kind.EXIT, meta)
             process.kill_group()
             if not lifecycle.processes:

@@ -19,6 +19,7 @@ from tests.unit.agent.agent_harness import (
     StartAgent,
     ember_python_argv,
     lambda_env,
+    scripted_runtime_argv,
     write_task,
 )
 from tests.unit.agent.extension_scripts import write_extension
@@ -397,3 +398,42 @@ def test_json_log_lines_are_objects_for_the_telemetry_api_and_lines_for_the_logs
     assert [e.record for e in translate("logs", "2020-08-15", event)] == [line]
     plain = Event("2024-01-01T00:00:00.000Z", "function", "plain")
     assert translate("logs", "2020-08-15", plain) == [plain]
+
+
+ANSWER_THEN_EXIT = r"""
+import http.client, os
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+conn = http.client.HTTPConnection(API)
+conn.request("GET", "/2018-06-01/runtime/invocation/next")
+response = conn.getresponse()
+request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
+response.read()
+conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body=b'"bye"')
+conn.getresponse().read()
+os._exit(3)  # answered, never back on /next
+"""
+
+
+async def test_runtime_done_still_goes_out_when_the_runtime_exits_after_answering(
+    task_root: Path, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    body = {"schemaVersion": "2022-07-01", "types": ["platform"], "buffering": {"timeoutMs": 25}}
+    opt = tmp_path / "opt"
+    write_extension(
+        opt / "extensions",
+        "listener",
+        events=("INVOKE",),
+        subscribe=("/2022-07-01/telemetry", body),
+    )
+    session = await start_agent(
+        scripted_runtime_argv(task_root, ANSWER_THEN_EXIT),
+        task_root,
+        lambda_env(task_root),
+        extensions_dir=str(opt / "extensions"),
+    )
+    await session.expect(Kind.INIT_DONE)
+    session.invoke("req-1")
+    await session.expect(Kind.RESPONSE)
+    events = await wait_for_types(session, "platform.runtimeDone")
+    done = next(e["record"] for e in events if e["type"] == "platform.runtimeDone")
+    assert (done["requestId"], done["status"]) == ("req-1", "success")
