@@ -417,7 +417,11 @@ os._exit(3)  # answered, never back on /next
 async def test_runtime_done_still_goes_out_when_the_runtime_exits_after_answering(
     task_root: Path, start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    body = {"schemaVersion": "2022-07-01", "types": ["platform"], "buffering": {"timeoutMs": 25}}
+    body: dict[str, object] = {
+        "schemaVersion": "2022-07-01",
+        "types": ["platform"],
+        "buffering": {"timeoutMs": 25},
+    }
     opt = tmp_path / "opt"
     write_extension(
         opt / "extensions",
