@@ -10,13 +10,17 @@ sleep each.
 
 Between runs: each run's function is deleted after its burst (its environments are
 stopped), and the next run starts only once the server holds no environment any more
-(``/ember/statistics``: none idle or busy, no sandbox cgroup but the warm pool's) and the
-machine is quiet (the kernel's teardown of the stopped sandboxes, memory cgroups and
-network namespaces, is done: less than a quarter of the CPUs busy over 0.25 s, or 20 s
-passed; the wait is printed). Without it a run pays for the previous run's 100
-environments: their teardown keeps the kernel busy during the next burst. Nothing is
-pre-created for the measured function: every run starts from zero environments of it,
-with the warm pool at its configured size.
+(``/ember/statistics``: none idle or busy, no sandbox cgroup but the warm pool's), its
+warm pool is done refilling, and the machine is quiet (the kernel's teardown of the
+stopped sandboxes, memory cgroups and network namespaces, is done: less than a quarter
+of the CPUs busy over 0.25 s, or 20 s passed; the wait is printed). Without it a run pays
+for the previous run's 100 environments: their teardown keeps the kernel busy during the
+next burst. Nothing is pre-created for the measured function: every run starts from zero
+environments of it. The warm pool holds generic pre-started sandboxes (no function's
+code): its configured size (3) before run 1, which pre-starts 97 of its sandboxes on
+demand; after a burst it grows to the burst's size for a minute (``EMBER_SANDBOX_POOL_MAX``,
+``sandbox/pool_demand.py``), so runs 2 and 3 measure a server that has seen a burst a
+few seconds before. The pool's size at each burst is printed.
 
 Floor of the same run: the same burst against ``bench/floor_server.py --delay-ms 1000``
 (every answer after 1 s: the client's and the loopback's share of a burst). Target
@@ -62,13 +66,25 @@ def cpu_busy_share(window_s: float) -> float:
     return 1 - (idle_1 - idle_0) / max(1, total_1 - total_0)
 
 
-def environments_left(server: Server) -> bool:
-    """Whether the server still holds an environment, or a sandbox cgroup beyond the
-    warm pool's pre-started sandboxes (one being torn down)."""
+def server_busy(server: Server) -> bool:
+    """Whether the server still holds an environment, a sandbox cgroup beyond the warm
+    pool's pre-started sandboxes (one being torn down), or a warm pool short of its target
+    (refilling, or growing after the burst: ``sandbox/pool_demand.py``)."""
     stats = server.call("GET", "/ember/statistics")
-    placement = stats["placement"]
-    pooled = sum(pool["ready"] + pool["refilling"] for pool in stats["pools"].values())
-    return placement["idle"] + placement["busy"] > 0 or len(server.sandbox_cgroups()) > pooled
+    placement, pools = stats["placement"], stats["pools"].values()
+    pooled = sum(pool["ready"] + pool["refilling"] for pool in pools)
+    filling = any(pool["refilling"] or pool["ready"] < pool["target"] for pool in pools)
+    return (
+        placement["idle"] + placement["busy"] > 0
+        or len(server.sandbox_cgroups()) > pooled
+        or filling
+    )
+
+
+def pooled_sandboxes(server: Server) -> int:
+    """The warm pools' pre-started sandboxes now (``/ember/statistics``)."""
+    pools = server.call("GET", "/ember/statistics")["pools"].values()
+    return sum(pool["ready"] for pool in pools)
 
 
 def settle(server: Server, name: str) -> float:
@@ -77,7 +93,7 @@ def settle(server: Server, name: str) -> float:
     started = time.monotonic()
     server.call("DELETE", f"/2015-03-31/functions/{name}")
     deadline = started + SETTLE_TIMEOUT_S
-    while environments_left(server) and time.monotonic() < deadline:
+    while server_busy(server) and time.monotonic() < deadline:
         time.sleep(0.05)
     while cpu_busy_share(QUIET_WINDOW_S) > QUIET_BUSY and time.monotonic() < deadline:
         pass
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     print(floor.row(f"floor: {n} at once -> trivial server answering after 1 s", floor))
     walls: list[float] = []
     settled: list[float] = []
+    pooled: list[int] = []
     with ember_server() as server:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         for run in range(runs):
@@ -109,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             server.create_function(name, SLEEP_1S)
             while cpu_busy_share(QUIET_WINDOW_S) > QUIET_BUSY and time.monotonic() < deadline:
                 pass  # the server's start (zygote) and the function's creation are done
+            pooled.append(pooled_sandboxes(server))
             result = load(
                 server.host, server.port, server.invoke_request(name), n, per_caller=1, burst=True
             )
@@ -118,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             settled.append(settle(server, name))
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
     print(f"\nload average after the run: {load_average()}")
+    print(f"pre-started sandboxes in the warm pool when each burst began: "
+          f"{', '.join(str(p) for p in pooled)}")  # fmt: skip
     print(f"after each run: function deleted, waited {', '.join(f'{w:.1f}' for w in settled)} s "
           "for its environments to go and the machine to be quiet")  # fmt: skip
     print(f"wall time of the whole burst (last response): floor {floor_result.elapsed_s:.3f} s; "
