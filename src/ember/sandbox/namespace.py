@@ -755,7 +755,7 @@ class WarmPool:
                 and not self._closed
                 and not self.memory_low()
             ):
-                if len(self._ready) >= self._backend.pool_size:
+                if len(self._ready) >= pool_demand.EAGER_REFILL:
                     if batch == 0 and not await self._cpus_idle():
                         continue  # a take came meanwhile: look again
                     batch = (batch or pool_demand.GROWTH_BATCH) - 1

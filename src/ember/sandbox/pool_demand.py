@@ -3,34 +3,46 @@ a burst of starts.
 
 A burst of N cold starts drains a pool of 3 at once; the other N - 3 starts each pay a
 whole pre-start (clone, mounts, cgroup attach, runtime fork, copy-on-write faults: about
-half a cold start's CPU) while competing for the CPUs. So a pool that saw N starts within
-``window_s`` aims for N pre-started sandboxes (at most ``maximum``) until that many starts
-are no longer within the window, then goes back to its configured size: a server that had
-a burst is ready for the next one, and an idle server holds only its configured pool.
+half a cold start's CPU) while competing for the CPUs. So a pool aims for the size of the
+largest burst of the last ``window_s`` (at most ``maximum``), then goes back to its
+configured size: a server that had a burst is ready for the next one, and an idle server,
+or one whose cold starts come one at a time, holds only its configured pool. A burst is a
+run of takes each less than ``burst_gap_s`` after the one before.
 
 Refills never compete with a burst: while a start is taking a sandbox (``in_flight``)
-the pool pre-starts nothing, and beyond its configured size only once the last take is
-``growth_delay_s`` old and, before each batch of ``GROWTH_BATCH`` such pre-starts, the
-CPUs have been mostly idle (``CpuLoad``, for at most ``GROWTH_MAX_DEFER_S``): a burst's
-environments are still initialising (agent, runtime, handler import) well after their
-sandboxes were taken, and their starts come first.
+the pool pre-starts nothing; beyond its configured size only once the last take is
+``growth_delay_s`` old; and beyond ``EAGER_REFILL`` sandboxes (a large configured pool,
+or growth) only in batches of ``GROWTH_BATCH``, each once the CPUs have been mostly idle
+(``CpuLoad``, for at most ``GROWTH_MAX_DEFER_S``): a burst's environments are still
+initialising (agent, runtime, handler import) well after their sandboxes were taken, and
+their starts come first.
 
 Scope: one per warm pool; pure bookkeeping on monotonic times passed in (tests drive it).
-Invariants: ``configured <= target(now) <= max(configured, maximum)``; starts older than
-``window_s`` are forgotten; ``in_flight`` = ``note_start`` calls not yet ``note_done``.
+Invariants: ``configured <= target(now) <= max(configured, maximum)``; a burst whose last
+take is older than ``window_s`` is forgotten; ``in_flight`` = ``note_start`` calls not yet
+``note_done``.
 """
 
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass
 from pathlib import Path
 
-DEMAND_WINDOW_S = 60.0  # a burst keeps the pool grown this long after its starts
-GROWTH_DELAY_S = 1.0  # pre-starts beyond the configured size wait this long after a start
+DEMAND_WINDOW_S = 60.0  # a burst keeps the pool grown this long after its last take
+BURST_GAP_S = 1.0  # takes closer than this to the one before are one burst
+GROWTH_DELAY_S = 1.0  # pre-starts beyond the configured size wait this long after a take
 GROWTH_MAX_BUSY = 0.5  # ... and for the CPUs to be busy less than this share of the time
 GROWTH_MAX_DEFER_S = 10.0  # ... but no longer than this (a machine that is never idle)
+EAGER_REFILL = 3  # pre-started at once after a take; beyond, only on mostly idle CPUs
 GROWTH_BATCH = 8  # growth pre-starts made each time the CPUs are found idle
 CPU_SAMPLE_S = 0.05
+
+
+@dataclass
+class Burst:
+    last: float  # when its latest take began
+    size: int
 
 
 class PoolDemand:
@@ -40,19 +52,25 @@ class PoolDemand:
         maximum: int,
         window_s: float = DEMAND_WINDOW_S,
         growth_delay_s: float = GROWTH_DELAY_S,
+        burst_gap_s: float = BURST_GAP_S,
     ) -> None:
         self.configured = configured
         self.maximum = max(configured, maximum)
         self.window_s = window_s
         self.growth_delay_s = growth_delay_s
-        self._starts: collections.deque[float] = collections.deque()
+        self.burst_gap_s = burst_gap_s
+        self._bursts: collections.deque[Burst] = collections.deque()  # oldest first
         self.in_flight = 0
         self._last_done: float | None = None
 
     def note_start(self, now: float) -> None:
         """A start is taking a sandbox (from the pool, or pre-started for it)."""
-        self._starts.append(now)
         self.in_flight += 1
+        if self._bursts and now - self._bursts[-1].last < self.burst_gap_s:
+            self._bursts[-1].last = now
+            self._bursts[-1].size += 1
+        else:
+            self._bursts.append(Burst(now, 1))
         self._forget(now)
 
     def note_done(self, now: float) -> None:
@@ -63,7 +81,8 @@ class PoolDemand:
     def target(self, now: float) -> int:
         """How many pre-started sandboxes the pool aims for at ``now``."""
         self._forget(now)
-        return max(self.configured, min(self.maximum, len(self._starts)))
+        largest = max((burst.size for burst in self._bursts), default=0)
+        return max(self.configured, min(self.maximum, largest))
 
     def refill_target(self, now: float) -> int:
         """How many it may pre-start up to at ``now``: none while a take is in flight,
@@ -84,18 +103,17 @@ class PoolDemand:
         return max(0.0, self._last_done + self.growth_delay_s - now)
 
     def next_change(self, now: float) -> float | None:
-        """When ``refill_target`` or ``target`` will next change without a new start
-        (growth allowed, or the oldest start leaving the window); None if never."""
-        self._forget(now)
-        if not self._starts or self.target(now) == self.configured:
+        """When ``refill_target`` or ``target`` will next change without a new take
+        (growth allowed, or a burst leaving the window); None if never."""
+        if self.target(now) == self.configured:
             return None
         if self._last_done is not None and self._last_done + self.growth_delay_s > now:
             return self._last_done + self.growth_delay_s
-        return self._starts[0] + self.window_s
+        return self._bursts[0].last + self.window_s
 
     def _forget(self, now: float) -> None:
-        while self._starts and self._starts[0] <= now - self.window_s:
-            self._starts.popleft()
+        while self._bursts and self._bursts[0].last <= now - self.window_s:
+            self._bursts.popleft()
 
 
 class CpuLoad:

@@ -21,14 +21,25 @@ def test_a_burst_raises_the_target_to_its_size_within_the_maximum() -> None:
     burst(demand, 100, at=10)
     assert demand.target(10) == 100
     burst(demand, 100, at=20)
-    assert demand.target(20) == 128
+    assert demand.target(20) == 100  # the largest burst, not the sum
+    burst(demand, 100, at=20.5)  # less than growth_delay_s later: the same burst
+    assert demand.target(21) == 128
 
 
-def test_the_target_goes_back_to_the_configured_size_once_the_starts_leave_the_window() -> None:
+def test_takes_one_at_a_time_do_not_grow_the_pool() -> None:
+    demand = PoolDemand(configured=3, maximum=128, window_s=60, growth_delay_s=1)
+    for second in range(30):
+        burst(demand, 1, at=10 + 2 * second)
+    assert demand.target(70) == 3
+    assert demand.next_change(70) is None
+
+
+def test_the_target_goes_back_to_the_configured_size_once_the_bursts_leave_the_window() -> None:
     demand = PoolDemand(configured=3, maximum=128, window_s=60, growth_delay_s=1)
     burst(demand, 50, at=10)
     burst(demand, 20, at=40)
-    assert demand.target(69.9) == 70
+    assert demand.target(69.9) == 50
+    assert demand.next_change(69.9) == 70
     assert demand.target(70) == 20  # the first burst is a minute old
     assert demand.target(100) == 3
     assert demand.next_change(100) is None

@@ -14,7 +14,7 @@ from typing import Any, cast
 import pytest
 
 from ember.sandbox.namespace import NamespaceBackend, WarmPool
-from ember.sandbox.pool_demand import PoolDemand
+from ember.sandbox.pool_demand import EAGER_REFILL, PoolDemand
 from ember.sandbox.zygote import Zygote
 
 
@@ -102,7 +102,7 @@ def growing_pool(tmp_path: Path, busy: list[float]) -> tuple[WarmPool, CountingZ
         warming=lambda interpreter: (False, None), base_config=lambda root, cgroup: {},
     )  # fmt: skip
     zygote = CountingZygote()
-    demand = PoolDemand(configured=1, maximum=4, window_s=3600, growth_delay_s=0)
+    demand = PoolDemand(1, 4, window_s=3600, growth_delay_s=0, burst_gap_s=3600)
     warm = WarmPool(
         cast(NamespaceBackend, backend), cast(Zygote, zygote), lambda: None, demand=demand
     )
@@ -131,7 +131,7 @@ async def test_a_burst_of_takes_grows_the_pool_to_its_size_then_it_shrinks_back(
         sock.close()
 
 
-async def test_growth_waits_for_idle_cpus_but_the_configured_size_does_not(
+async def test_growth_beyond_the_eager_refill_waits_for_idle_cpus(
     tmp_path: Path,
 ) -> None:
     busy = [1.0]
@@ -143,13 +143,13 @@ async def test_growth_waits_for_idle_cpus_but_the_configured_size_does_not(
 
     warm, zygote, _ = growing_pool(tmp_path, busy)
     cast(Any, warm)._cpu_busy = cpu_busy
-    taken = [await warm.take() for _ in range(3)]
+    taken = [await warm.take() for _ in range(4)]
     filling = asyncio.ensure_future(warm.fill())
-    await consulted.wait()  # growth asks about the CPUs: they are busy
-    assert warm.ready == 1  # the configured size came first, without asking
+    await consulted.wait()  # beyond EAGER_REFILL, growth asks about the CPUs: they are busy
+    assert warm.ready == EAGER_REFILL  # those came first, without asking
     busy[0] = 0.0
     await filling
-    assert warm.ready == 3
+    assert warm.ready == 4
     for prepared in taken:
         prepared.discard()
     await warm.close()
