@@ -73,7 +73,7 @@ def server_busy(server: Server) -> bool:
     stats = server.call("GET", "/ember/statistics")
     placement, pools = stats["placement"], stats["pools"].values()
     pooled = sum(pool["ready"] + pool["refilling"] for pool in pools)
-    filling = any(pool["refilling"] or pool["ready"] < pool["target"] for pool in pools)
+    filling = any(pool["refilling"] or pool["ready"] < pool.get("target", 0) for pool in pools)
     return (
         placement["idle"] + placement["busy"] > 0
         or len(server.sandbox_cgroups()) > pooled
