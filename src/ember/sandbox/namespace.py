@@ -775,13 +775,13 @@ class WarmPool:
     async def _cpus_idle(self) -> bool:
         """Wait until the CPUs are mostly idle (a growth pre-start is for later, never at the
         expense of starts being made), at most ``GROWTH_MAX_DEFER_S``. False if a take
-        came meanwhile."""
+        came meanwhile or the pool was closed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + pool_demand.GROWTH_MAX_DEFER_S
         self._cpu_busy()
         while True:
             await asyncio.sleep(pool_demand.CPU_SAMPLE_S)
-            if self._demand.in_flight:
+            if self._demand.in_flight or self._closed:
                 return False
             busy = self._cpu_busy()
             if busy is None or busy < pool_demand.GROWTH_MAX_BUSY or loop.time() > deadline:
