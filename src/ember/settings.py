@@ -86,7 +86,7 @@ class Settings:
     sandbox_zygote: bool = True
     sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
     # after a burst of N starts a pool aims for N pre-started sandboxes (at most this) for a
-    # minute (sandbox/pool_demand.py); at or below sandbox_pool_size: it never grows
+    # minute (sandbox/pool_demand.py); at or below sandbox_pool_size (or a size of 0): no growth
     sandbox_pool_max: int = 128
     # what pooled sandboxes pre-fault (break copy-on-write) ahead of use: "off", "working-set"
     # (the pages the zygote's first start wrote), "full" (every private page)

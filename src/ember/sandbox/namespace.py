@@ -283,8 +283,9 @@ class NamespaceBackend:
         self._zygotes: dict[str, Zygote] = {}  # real interpreter path => its zygote
         self._pools: dict[str, WarmPool] = {}  # real interpreter path => its warm pool
         self.pool_size = pool_size
-        # what a pool may grow to after a burst of starts (pool_demand.py); at most pool_size
-        self.pool_max = max(pool_size, pool_max)
+        # what a pool may grow to after a burst of takes (pool_demand.py); a pool of size 0
+        # (no pre-started sandboxes, as asked) never grows
+        self.pool_max = max(pool_size, pool_max) if pool_size > 0 else 0
         # what pooled sandboxes pre-fault ahead (MADV_POPULATE_WRITE): PREFAULT_MODES
         self.prefault = prefault
         # by zygote interpreter: the zygote process it was recorded from (its pid: a
@@ -439,7 +440,7 @@ class NamespaceBackend:
     ) -> None:
         try:
             await self.record_after()
-            await pool.until_quiet()  # not in the middle of a burst: it holds the GIL a while
+            await pool.until_quiet()  # the renewal below re-pre-starts: not during a burst
             recorded = await asyncio.to_thread(_read_working_set, prepared)
         except Exception:
             log.exception("cold starts: the working set of %s could not be read", interpreter)
@@ -622,9 +623,10 @@ class WarmPool:
     Scope: one per zygote. ``take`` hands out a prepared sandbox at once when there is
     one, else pre-starts one on demand (what a pool of size 0 always does); either way a
     refill follows in the background (pre-faulted when the backend's ``prefault`` is on):
-    to ``pool_size`` soon after the last take, and beyond it, up to the number of recent
-    starts (at most ``pool_max``: ``pool_demand.py``), once starts have paused; extra
-    sandboxes are discarded once those starts are no longer recent. Raises
+    to ``pool_size`` soon after the last take, and after a burst of takes up to the
+    burst's size (at most ``pool_max``: ``pool_demand.py``), once takes have paused and
+    the CPUs are idle; the extra sandboxes are discarded once the burst is a minute old.
+    A refill never runs while a take is in flight. Raises
     ``ZygoteUnavailable``. A refill pauses while the machine's MemAvailable
     (``available_mb``, injectable) is below the backend's ``pool_min_available_mb``, and
     says so in the log once each time that happens.
@@ -695,7 +697,7 @@ class WarmPool:
             await asyncio.sleep(delay)
 
     async def fill(self) -> None:
-        """Refill to ``pool_size`` now and return once done (start-up, tests)."""
+        """Refill to the target now and return once done (start-up, tests)."""
         self.refill_soon()
         while (refilling := self._refilling) is not None:  # a renewal may replace it
             await asyncio.wait({refilling})
