@@ -6,8 +6,9 @@ whole pre-start (clone, mounts, cgroup attach, runtime fork, copy-on-write fault
 half a cold start's CPU) while competing for the CPUs. So a pool aims for the size of the
 largest burst of the last ``window_s`` (at most ``maximum``), then goes back to its
 configured size: a server that had a burst is ready for the next one, and an idle server,
-or one whose cold starts come one at a time, holds only its configured pool. A burst is a
-run of takes each less than ``burst_gap_s`` after the one before.
+or one whose cold starts come one at a time, holds only its configured pool. A burst's
+size is the most takes seen within ``burst_span_s`` (1 s): sequential cold starts count
+as their rate per second, never as their total.
 
 Refills never compete with a burst: while a start is taking a sandbox (``in_flight``)
 the pool pre-starts nothing; beyond its configured size only once the last take is
@@ -18,8 +19,9 @@ initialising (agent, runtime, handler import) well after their sandboxes were ta
 their starts come first.
 
 Scope: one per warm pool; pure bookkeeping on monotonic times passed in (tests drive it).
-Invariants: ``configured <= target(now) <= max(configured, maximum)``; a burst whose last
-take is older than ``window_s`` is forgotten; ``in_flight`` = ``note_start`` calls not yet
+Invariants: ``configured <= target(now) <= max(configured, maximum)``; a peak older than
+``window_s`` is forgotten; the kept peaks are oldest first with strictly decreasing
+sizes (a sliding-window maximum); ``in_flight`` = ``note_start`` calls not yet
 ``note_done``.
 """
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEMAND_WINDOW_S = 60.0  # a burst keeps the pool grown this long after its last take
-BURST_GAP_S = 1.0  # takes closer than this to the one before are one burst
+BURST_SPAN_S = 1.0  # a burst's size: the most takes within this span
 GROWTH_DELAY_S = 1.0  # pre-starts beyond the configured size wait this long after a take
 GROWTH_MAX_BUSY = 0.5  # ... and for the CPUs to be busy less than this share of the time
 GROWTH_MAX_DEFER_S = 10.0  # ... but no longer than this (a machine that is never idle)
@@ -40,9 +42,9 @@ CPU_SAMPLE_S = 0.05
 
 
 @dataclass
-class Burst:
-    last: float  # when its latest take began
-    size: int
+class Peak:
+    at: float  # when the take that saw it began
+    takes: int  # takes within ``burst_span_s`` up to then
 
 
 class PoolDemand:
@@ -52,25 +54,28 @@ class PoolDemand:
         maximum: int,
         window_s: float = DEMAND_WINDOW_S,
         growth_delay_s: float = GROWTH_DELAY_S,
-        burst_gap_s: float = BURST_GAP_S,
+        burst_span_s: float = BURST_SPAN_S,
     ) -> None:
         self.configured = configured
         self.maximum = max(configured, maximum)
         self.window_s = window_s
         self.growth_delay_s = growth_delay_s
-        self.burst_gap_s = burst_gap_s
-        self._bursts: collections.deque[Burst] = collections.deque()  # oldest first
+        self.burst_span_s = burst_span_s
+        self._recent: collections.deque[float] = collections.deque()  # takes in the span
+        self._peaks: collections.deque[Peak] = collections.deque()
         self.in_flight = 0
         self._last_done: float | None = None
 
     def note_start(self, now: float) -> None:
         """A start is taking a sandbox (from the pool, or pre-started for it)."""
         self.in_flight += 1
-        if self._bursts and now - self._bursts[-1].last < self.burst_gap_s:
-            self._bursts[-1].last = now
-            self._bursts[-1].size += 1
-        else:
-            self._bursts.append(Burst(now, 1))
+        self._recent.append(now)
+        while self._recent[0] <= now - self.burst_span_s:
+            self._recent.popleft()
+        takes = len(self._recent)
+        while self._peaks and self._peaks[-1].takes <= takes:
+            self._peaks.pop()  # older and no larger: never the maximum again
+        self._peaks.append(Peak(now, takes))
         self._forget(now)
 
     def note_done(self, now: float) -> None:
@@ -81,7 +86,7 @@ class PoolDemand:
     def target(self, now: float) -> int:
         """How many pre-started sandboxes the pool aims for at ``now``."""
         self._forget(now)
-        largest = max((burst.size for burst in self._bursts), default=0)
+        largest = self._peaks[0].takes if self._peaks else 0
         return max(self.configured, min(self.maximum, largest))
 
     def refill_target(self, now: float) -> int:
@@ -104,16 +109,16 @@ class PoolDemand:
 
     def next_change(self, now: float) -> float | None:
         """When ``refill_target`` or ``target`` will next change without a new take
-        (growth allowed, or a burst leaving the window); None if never."""
+        (growth allowed, or a peak leaving the window); None if never."""
         if self.target(now) == self.configured:
             return None
         if self._last_done is not None and self._last_done + self.growth_delay_s > now:
             return self._last_done + self.growth_delay_s
-        return self._bursts[0].last + self.window_s
+        return self._peaks[0].at + self.window_s
 
     def _forget(self, now: float) -> None:
-        while self._bursts and self._bursts[0].last <= now - self.window_s:
-            self._bursts.popleft()
+        while self._peaks and self._peaks[0].at <= now - self.window_s:
+            self._peaks.popleft()
 
 
 class CpuLoad:

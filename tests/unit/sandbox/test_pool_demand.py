@@ -22,7 +22,7 @@ def test_a_burst_raises_the_target_to_its_size_within_the_maximum() -> None:
     assert demand.target(10) == 100
     burst(demand, 100, at=20)
     assert demand.target(20) == 100  # the largest burst, not the sum
-    burst(demand, 100, at=20.5)  # less than growth_delay_s later: the same burst
+    burst(demand, 100, at=20.5)  # within burst_span_s: 200 takes in one second
     assert demand.target(21) == 128
 
 
@@ -32,6 +32,13 @@ def test_takes_one_at_a_time_do_not_grow_the_pool() -> None:
         burst(demand, 1, at=10 + 2 * second)
     assert demand.target(70) == 3
     assert demand.next_change(70) is None
+
+
+def test_sequential_takes_count_as_their_rate_per_second_not_their_total() -> None:
+    demand = PoolDemand(configured=3, maximum=128, window_s=60, growth_delay_s=1)
+    for eighth in range(80):  # ten seconds of one take every 0.125 s
+        burst(demand, 1, at=10 + eighth / 8)
+    assert demand.target(20) == 8
 
 
 def test_the_target_goes_back_to_the_configured_size_once_the_bursts_leave_the_window() -> None:

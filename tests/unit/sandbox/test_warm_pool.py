@@ -102,7 +102,7 @@ def growing_pool(tmp_path: Path, busy: list[float]) -> tuple[WarmPool, CountingZ
         warming=lambda interpreter: (False, None), base_config=lambda root, cgroup: {},
     )  # fmt: skip
     zygote = CountingZygote()
-    demand = PoolDemand(1, 4, window_s=3600, growth_delay_s=0, burst_gap_s=3600)
+    demand = PoolDemand(1, 4, window_s=3600, growth_delay_s=0, burst_span_s=3600)
     warm = WarmPool(
         cast(NamespaceBackend, backend), cast(Zygote, zygote), lambda: None, demand=demand
     )
