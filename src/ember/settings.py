@@ -16,6 +16,7 @@ Environment variables (all optional):
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
     EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept per zygote
     EMBER_SANDBOX_NODE_POOL_SIZE                    pooled sandboxes with node started (1)
+    EMBER_SANDBOX_POOL_MAX                          what a pool may grow to after a burst
     EMBER_SANDBOX_PREFAULT                          what pooled sandboxes pre-fault: off,
                                                     working-set (default), full
     EMBER_ASYNC_RETRY_DELAYS                        seconds before async retries ("60,120")
@@ -87,6 +88,9 @@ class Settings:
     sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
     # node slots: pooled sandboxes whose Node.js runtime is started ahead (0 = none)
     sandbox_node_pool_size: int = 1
+    # after a burst of N starts a pool aims for N pre-started sandboxes (at most this) for a
+    # minute (sandbox/pool_demand.py); at or below sandbox_pool_size (or a size of 0): no growth
+    sandbox_pool_max: int = 128
     # what pooled sandboxes pre-fault (break copy-on-write) ahead of use: "off", "working-set"
     # (the pages the zygote's first start wrote), "full" (every private page)
     sandbox_prefault: str = "working-set"
@@ -173,6 +177,7 @@ NUMBERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "EMBER_KEEP_ALIVE_SECONDS": ("keep_alive_s", float),
     "EMBER_SANDBOX_POOL_SIZE": ("sandbox_pool_size", int),
     "EMBER_SANDBOX_NODE_POOL_SIZE": ("sandbox_node_pool_size", int),
+    "EMBER_SANDBOX_POOL_MAX": ("sandbox_pool_max", int),
     "EMBER_MEMORY_BUDGET_MB": ("memory_budget_mb", int),
     "EMBER_MEMORY_WAIT_SECONDS": ("memory_wait_s", float),
     "EMBER_SANDBOX_POOL_MIN_AVAILABLE_MB": ("sandbox_pool_min_available_mb", int),

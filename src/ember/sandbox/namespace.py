@@ -57,7 +57,7 @@ from typing import Any, Protocol
 from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
-from ember.sandbox import cgroups, nsinit, working_set
+from ember.sandbox import cgroups, nsinit, pool_demand, working_set
 from ember.sandbox import zygote as zygote_module
 from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
 from ember.sandbox.network import (
@@ -68,6 +68,7 @@ from ember.sandbox.network import (
     sandbox_config,
 )
 from ember.sandbox.node_pool import NodeSlots
+from ember.sandbox.pool_demand import CpuLoad, PoolDemand
 from ember.sandbox.rootless import (
     NoCgroup,
     SandboxCgroup,
@@ -253,6 +254,7 @@ class NamespaceBackend:
         prewarm: bool = True,
         pool_size: int = 3,
         prefault: str = PREFAULT_WORKING_SET,
+        pool_max: int = 0,
         pool_min_available_mb: int = 0,
         available_mb: Callable[[], int | None] | None = None,
         node_pool_size: int = 1,
@@ -283,6 +285,9 @@ class NamespaceBackend:
         self._zygotes: dict[str, Zygote] = {}  # real interpreter path => its zygote
         self._pools: dict[str, WarmPool] = {}  # real interpreter path => its warm pool
         self.pool_size = pool_size
+        # what a pool may grow to after a burst of takes (pool_demand.py); a pool of size 0
+        # (no pre-started sandboxes, as asked) never grows
+        self.pool_max = max(pool_size, pool_max) if pool_size > 0 else 0
         # what pooled sandboxes pre-fault ahead (MADV_POPULATE_WRITE): PREFAULT_MODES
         self.prefault = prefault
         # by zygote interpreter: the zygote process it was recorded from (its pid: a
@@ -295,6 +300,8 @@ class NamespaceBackend:
         # warm pools stop refilling while the machine's MemAvailable is below this
         self.pool_min_available_mb = pool_min_available_mb
         self.available_mb = available_mb or (lambda: meminfo_mb("MemAvailable"))
+        # the share of the CPUs busy since the last call (a pool grows only on idle CPUs)
+        self.cpu_busy: Callable[[], float | None] = CpuLoad().busy
         self.cgroup_version = version
         paths = ("/var/task", "/opt", SANDBOX_RUNTIME_DIR)  # as NamespaceSandbox shows them
         self.node_slots = NodeSlots(self, node_pool_size, paths, self._seccomp)
@@ -346,11 +353,12 @@ class NamespaceBackend:
         return zygote
 
     def statistics(self) -> dict[str, dict[str, int]]:
-        """Each warm pool (by interpreter): sandboxes ready, refilling, paused for memory;
-        and the node slots (``"node"``: ready, refilling, handed out)."""
+        """Each warm pool (by interpreter): sandboxes ready, refilling, paused for memory,
+        and how many it aims for now (its size, or more after a burst); and the node slots
+        (``"node"``: ready, refilling, handed out)."""
         return {
             **{interpreter: {"ready": pool.ready, "refilling": int(pool.refilling),
-                             "memory_low": int(pool.low_memory_seen)}
+                             "memory_low": int(pool.low_memory_seen), "target": pool.target}
                for interpreter, pool in self._pools.items()},
             "node": self.node_slots.statistics(),
         }  # fmt: skip
@@ -440,6 +448,7 @@ class NamespaceBackend:
     ) -> None:
         try:
             await self.record_after()
+            await pool.until_quiet()  # the renewal below re-pre-starts: not during a burst
             recorded = await asyncio.to_thread(_read_working_set, prepared)
         except Exception:
             log.exception("cold starts: the working set of %s could not be read", interpreter)
@@ -622,10 +631,14 @@ class WarmPool:
 
     Scope: one per zygote. ``take`` hands out a prepared sandbox at once when there is
     one, else pre-starts one on demand (what a pool of size 0 always does); either way a
-    refill to ``pool_size`` follows in the background (pre-faulted when the backend's
-    ``prefault`` is on). Raises ``ZygoteUnavailable``. A refill pauses while the machine's
-    MemAvailable (``available_mb``, injectable) is below the backend's
-    ``pool_min_available_mb``, and says so in the log once each time that happens.
+    refill follows in the background (pre-faulted when the backend's ``prefault`` is on):
+    to ``pool_size`` soon after the last take, and after a burst of takes up to the
+    burst's size (at most ``pool_max``: ``pool_demand.py``), once takes have paused and
+    the CPUs are idle; the extra sandboxes are discarded once the burst is a minute old.
+    A refill never runs while a take is in flight. Raises
+    ``ZygoteUnavailable``. A refill pauses while the machine's MemAvailable
+    (``available_mb``, injectable) is below the backend's ``pool_min_available_mb``, and
+    says so in the log once each time that happens.
     """
 
     def __init__(
@@ -636,6 +649,7 @@ class WarmPool:
         extra_config: dict[str, Any] | None = None,
         size: int | None = None,
         ready_wait: Callable[[Prepared], Awaitable[bool]] | None = None,
+        demand: PoolDemand | None = None,
     ) -> None:
         self._backend = backend
         self._zygote = zygote
@@ -647,19 +661,31 @@ class WarmPool:
         self._ready: collections.deque[Prepared] = collections.deque()
         self._refilling: asyncio.Task[None] | None = None
         self._refill_timer: asyncio.TimerHandle | None = None
+        # a pool of a given size (node slots) stays at it; the interpreters' pools grow
+        # after bursts up to the backend's pool_max
+        fixed = size is not None
+        self._demand = demand or PoolDemand(self.size, self.size if fixed else backend.pool_max)
+        self._cpu_busy = backend.cpu_busy  # share of the CPUs busy since its last call
+        self._resize_timer: asyncio.TimerHandle | None = None
+        self._discarding: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by renew: sandboxes pre-started before are stale
         self._closed = False
         self._root = str(backend.scratch / "root")  # each sandbox mounts its own root here
 
     async def take(self) -> Prepared:
-        if self._ready:
-            prepared = self._ready.popleft()
-            prepared.pooled = True
-        else:
-            prepared = await self._prestart(warm=False)
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
-        self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill_soon)
+        loop = asyncio.get_running_loop()
+        self._demand.note_start(loop.time())
+        try:
+            if self._ready:
+                prepared = self._ready.popleft()
+                prepared.pooled = True
+            else:
+                prepared = await self._prestart(warm=False)
+        finally:
+            self._demand.note_done(loop.time())
+            if self._refill_timer is not None:
+                self._refill_timer.cancel()
+            self._refill_timer = loop.call_later(REFILL_DELAY_S, self.refill_soon)
         return prepared
 
     def take_ready(self) -> Prepared | None:
@@ -688,12 +714,23 @@ class WarmPool:
         return self._memory_low
 
     @property
+    def target(self) -> int:
+        """How many pre-started sandboxes it aims for now."""
+        return self._demand.target(asyncio.get_running_loop().time())
+
+    @property
     def refilling(self) -> bool:
         """Whether a background refill runs now."""
         return self._refilling is not None
 
+    async def until_quiet(self) -> None:
+        """Return once no take is in flight and the last one is a moment old."""
+        loop = asyncio.get_running_loop()
+        while (delay := self._demand.quiet_in(loop.time())) > 0:  # noqa: ASYNC110 - time-based
+            await asyncio.sleep(delay)
+
     async def fill(self) -> None:
-        """Refill to ``pool_size`` now and return once done (start-up, tests)."""
+        """Refill to the target now and return once done (start-up, tests)."""
         self.refill_soon()
         while (refilling := self._refilling) is not None:  # a renewal may replace it
             await asyncio.wait({refilling})
@@ -701,8 +738,33 @@ class WarmPool:
     def refill_soon(self) -> None:
         if self._closed:
             return
-        if len(self._ready) < self.size and self._refilling is None:
+        now = asyncio.get_running_loop().time()
+        if len(self._ready) < self._demand.refill_target(now) and self._refilling is None:
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
+        self._resize_later(now)
+
+    def _resize_later(self, now: float) -> None:
+        """Come back when the demand's target next changes (grow, or shrink back)."""
+        if self._resize_timer is not None:
+            self._resize_timer.cancel()
+            self._resize_timer = None
+        when = self._demand.next_change(now)
+        if when is not None:
+            self._resize_timer = asyncio.get_running_loop().call_at(when, self.resize)
+
+    def resize(self) -> None:
+        """Discard what is beyond the target now (newest first), then refill to it."""
+        self._resize_timer = None
+        if self._closed:
+            return
+        target = self._demand.target(asyncio.get_running_loop().time())
+        while len(self._ready) > target:
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._ready.pop().discard)
+            )
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
+        self.refill_soon()
 
     async def renew(self) -> None:
         """Replace the waiting sandboxes by new ones (the way to pre-fault differently).
@@ -721,7 +783,17 @@ class WarmPool:
 
     async def _refill(self) -> None:
         try:
-            while len(self._ready) < self.size and not self._closed and not self.memory_low():
+            loop = asyncio.get_running_loop()
+            batch = 0  # growth pre-starts left before the CPUs are looked at again
+            while (
+                len(self._ready) < self._demand.refill_target(loop.time())
+                and not self._closed
+                and not self.memory_low()
+            ):
+                if len(self._ready) >= pool_demand.EAGER_REFILL:
+                    if batch == 0 and not await self._cpus_idle():
+                        continue  # a take came meanwhile: look again
+                    batch = (batch or pool_demand.GROWTH_BATCH) - 1
                 generation = self._generation
                 prepared = await self._prestart(warm=True)
                 if generation == self._generation and not self._closed:
@@ -734,6 +806,21 @@ class WarmPool:
             )
         finally:
             self._refilling = None
+
+    async def _cpus_idle(self) -> bool:
+        """Wait until the CPUs are mostly idle (a growth pre-start is for later, never at the
+        expense of starts being made), at most ``GROWTH_MAX_DEFER_S``. False if a take
+        came meanwhile or the pool was closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + pool_demand.GROWTH_MAX_DEFER_S
+        self._cpu_busy()
+        while True:
+            await asyncio.sleep(pool_demand.CPU_SAMPLE_S)
+            if self._demand.in_flight or self._closed:
+                return False
+            busy = self._cpu_busy()
+            if busy is None or busy < pool_demand.GROWTH_MAX_BUSY or loop.time() > deadline:
+                return True
 
     def memory_low(self) -> bool:
         """Whether MemAvailable is below the refill threshold (logged once per low spell)."""
@@ -772,8 +859,9 @@ class WarmPool:
     async def close(self) -> None:
         """Stop refilling (for good) and discard the waiting sandboxes."""
         self._closed = True
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
+        for timer in (self._refill_timer, self._resize_timer):
+            if timer is not None:
+                timer.cancel()
         refilling = self._refilling
         if refilling is not None:  # let its zygote request finish (cancelled half-way, the
             # zygote would be restarted and a half-made sandbox left in its cgroup)
@@ -785,6 +873,8 @@ class WarmPool:
         self._ready.clear()
         for prepared in stale:  # kill and wait: off the event loop
             await asyncio.to_thread(prepared.discard)
+        if self._discarding:
+            await asyncio.wait(set(self._discarding))
 
 
 def _read_working_set(prepared: Prepared) -> working_set.WorkingSet:
@@ -824,6 +914,7 @@ def from_settings(settings: Settings) -> NamespaceBackend:
         settings.data_dir.resolve() / "sandboxes",
         prewarm=settings.sandbox_zygote,
         pool_size=settings.sandbox_pool_size,
+        pool_max=settings.sandbox_pool_max,
         prefault=settings.sandbox_prefault,
         pool_min_available_mb=settings.sandbox_pool_min_available_mb,
         node_pool_size=settings.sandbox_node_pool_size,

@@ -1,8 +1,12 @@
-"""The namespace backend's warm pool pauses its refills while the machine is short of memory."""
+"""The namespace backend's warm pool: it pauses its refills while the machine is short of
+memory, and grows after a burst of takes (to the burst's size), then shrinks back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -10,6 +14,7 @@ from typing import Any, cast
 import pytest
 
 from ember.sandbox.namespace import NamespaceBackend, WarmPool
+from ember.sandbox.pool_demand import EAGER_REFILL, PoolDemand
 from ember.sandbox.zygote import Zygote
 
 
@@ -22,8 +27,8 @@ class NoPrestarts:
 
 def pool(available: list[int | None], tmp_path: Path) -> WarmPool:
     backend = SimpleNamespace(
-        pool_size=3, prefault=False, scratch=tmp_path, pool_min_available_mb=512,
-        available_mb=lambda: None,
+        pool_size=3, pool_max=3, prefault=False, scratch=tmp_path, pool_min_available_mb=512,
+        available_mb=lambda: None, cpu_busy=lambda: 0.0,
     )  # fmt: skip
     return WarmPool(
         cast(NamespaceBackend, backend), cast(Zygote, NoPrestarts()), lambda: available[0]
@@ -58,3 +63,95 @@ async def test_an_unknown_reading_never_blocks_refills(tmp_path: Path) -> None:
     warm = pool([None], tmp_path)
     assert not warm.memory_low()
     await warm.close()
+
+
+class FakeCgroup:
+    name = "fake"
+
+    def create_dirs(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+    def procs_files(self) -> list[str]:
+        return []
+
+
+class CountingZygote:
+    """Pre-starts nothing real: each "sandbox" is an eventfd (readable: "it exited")."""
+
+    interpreter = "/usr/bin/python3"
+    pid = 1
+
+    def __init__(self) -> None:
+        self.prestarts = 0
+        self.sockets: list[socket.socket] = []
+
+    async def prestart(self, config: dict[str, Any]) -> tuple[int, int, socket.socket]:
+        self.prestarts += 1
+        ours, theirs = socket.socketpair()
+        self.sockets.append(theirs)
+        return 4_000_000 + self.prestarts, os.eventfd(1), ours
+
+
+def growing_pool(tmp_path: Path, busy: list[float]) -> tuple[WarmPool, CountingZygote, PoolDemand]:
+    backend = SimpleNamespace(
+        pool_size=1, pool_max=4, prefault=False, scratch=tmp_path, pool_min_available_mb=0,
+        available_mb=lambda: None, cpu_busy=lambda: busy[0], new_cgroup=FakeCgroup,
+        warming=lambda interpreter: (False, None), base_config=lambda root, cgroup: {},
+    )  # fmt: skip
+    zygote = CountingZygote()
+    demand = PoolDemand(1, 4, window_s=3600, growth_delay_s=0, burst_span_s=3600)
+    warm = WarmPool(
+        cast(NamespaceBackend, backend), cast(Zygote, zygote), lambda: None, demand=demand
+    )
+    return warm, zygote, demand
+
+
+async def test_a_burst_of_takes_grows_the_pool_to_its_size_then_it_shrinks_back(
+    tmp_path: Path,
+) -> None:
+    warm, zygote, demand = growing_pool(tmp_path, [0.0])
+    taken = [await warm.take() for _ in range(6)]  # all on demand: the pool was empty
+    assert zygote.prestarts == 6
+    assert warm.target == 4  # six takes, at most pool_max
+    await warm.fill()
+    assert warm.ready == 4
+    assert zygote.prestarts == 10
+    demand.window_s = 0  # the burst is no longer recent
+    warm.resize()
+    assert warm.target == 1
+    assert warm.ready == 1
+    for prepared in taken:
+        prepared.discard()
+    await warm.close()
+    assert warm.ready == 0
+    for sock in zygote.sockets:
+        sock.close()
+
+
+async def test_growth_beyond_the_eager_refill_waits_for_idle_cpus(
+    tmp_path: Path,
+) -> None:
+    busy = [1.0]
+    consulted = asyncio.Event()
+
+    def cpu_busy() -> float:
+        consulted.set()
+        return busy[0]
+
+    warm, zygote, _ = growing_pool(tmp_path, busy)
+    cast(Any, warm)._cpu_busy = cpu_busy
+    taken = [await warm.take() for _ in range(4)]
+    filling = asyncio.ensure_future(warm.fill())
+    await consulted.wait()  # beyond EAGER_REFILL, growth asks about the CPUs: they are busy
+    assert warm.ready == EAGER_REFILL  # those came first, without asking
+    busy[0] = 0.0
+    await filling
+    assert warm.ready == 4
+    for prepared in taken:
+        prepared.discard()
+    await warm.close()
+    for sock in zygote.sockets:
+        sock.close()
