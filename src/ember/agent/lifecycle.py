@@ -282,7 +282,12 @@ class Lifecycle:
     # The runtime's frames.
 
     def report(self, kind: Kind, meta: dict[str, Any], payload: bytes) -> None:
-        """``RuntimeApi``'s report: INIT_DONE and NEXT wait for the extensions."""
+        """``RuntimeApi``'s report: INIT_DONE and NEXT wait for the extensions. Once an
+        extension failed after init (``crash``), the runtime's answer and NEXT are not
+        passed on: the invoke ends with the EXIT that names the extension, whichever of the
+        two the agent's loop gets to first."""
+        if self.crash is not None and kind in (Kind.RESPONSE, Kind.ERROR, Kind.NEXT):
+            return
         if kind is Kind.INIT_DONE:
             self._runtime_ready = True
             self.extensions.close_registration()
