@@ -403,6 +403,7 @@ class Lifecycle:
     async def shutdown(self, reason: str, budget_ms: int, runtime: RuntimeProcess | None) -> None:
         """Lambda's shutdown phase (see the module docstring); ``runtime`` may be None."""
         self.shutting_down = True
+        self._emit_runtime_done()  # answered but never back on /next: it still goes out
         start = self._loop.time()
         deadline = start + budget_ms / 1000
         registered = self.extensions.registered

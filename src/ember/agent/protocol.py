@@ -137,20 +137,28 @@ class FrameReader:
         kind, meta_len, payload_len = HEADER.unpack_from(buffer)
         if meta_len > MAX_META or payload_len > MAX_PAYLOAD:
             raise ProtocolError(f"frame too large: meta {meta_len}, payload {payload_len}")
-        end = HEADER.size + meta_len + payload_len
+        meta_end = HEADER.size + meta_len
+        end = meta_end + payload_len
+        rest = b""  # the payload's tail not buffered yet: read straight, copied once
         if len(buffer) < end:
             try:
-                buffer += await self._reader.readexactly(end - len(buffer))
+                if len(buffer) < meta_end:
+                    buffer += await self._reader.readexactly(meta_end - len(buffer))
+                rest = await self._reader.readexactly(end - len(buffer))
             except asyncio.IncompleteReadError as exc:
                 raise ProtocolError("channel closed inside a frame") from exc
         try:
             frame_kind = Kind(kind)
-            meta = json.loads(buffer[HEADER.size : HEADER.size + meta_len]) if meta_len else {}
+            meta = json.loads(buffer[HEADER.size : meta_end]) if meta_len else {}
         except ValueError as exc:
             raise ProtocolError(f"bad frame: {exc}") from exc
         with memoryview(buffer) as view:
-            payload = bytes(view[HEADER.size + meta_len : end])
-        del buffer[:end]
+            payload = (
+                bytes(view[meta_end : end - len(rest)]) + rest
+                if rest
+                else bytes(view[meta_end:end])
+            )
+        del buffer[: end - len(rest)]
         return Frame(frame_kind, meta, payload)
 
 

@@ -683,21 +683,25 @@ class WarmPool:
                 prepared = await self._prestart(warm=False)
         finally:
             self._demand.note_done(loop.time())
-            if self._refill_timer is not None:
-                self._refill_timer.cancel()
-            self._refill_timer = loop.call_later(REFILL_DELAY_S, self.refill_soon)
+            self.refill_later()
         return prepared
 
     def take_ready(self) -> Prepared | None:
         """A waiting pre-started sandbox, or None (none pre-started on demand); a refill
         follows either way."""
-        if not self._ready:
-            self.refill_soon()
-            return None
-        prepared = self._ready.popleft()
-        prepared.pooled = True
-        self.refill_soon()
+        prepared = self._ready.popleft() if self._ready else None
+        if prepared is not None:
+            prepared.pooled = True
+        self.refill_later()
         return prepared
+
+    def refill_later(self) -> None:
+        """Refill once the start that just took a sandbox had the CPUs a moment (a refill
+        competes with it for them and for the kernel's mount lock)."""
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._refill_timer = loop.call_later(REFILL_DELAY_S, self.refill_soon)
 
     @property
     def size(self) -> int:
@@ -851,9 +855,15 @@ class WarmPool:
             cgroup.remove()
             raise
         prepared = Prepared(pid, pidfd, control, cgroup, origin=self._zygote.pid)
-        if self._ready_wait is not None and not await self._ready_wait(prepared):
-            await asyncio.to_thread(prepared.discard)
-            raise ZygoteUnavailable("a pre-started sandbox did not get ready")
+        if self._ready_wait is not None:
+            try:
+                ready = await self._ready_wait(prepared)
+            except BaseException:  # cancelled (the pool closes): never leave it behind
+                await asyncio.shield(asyncio.to_thread(prepared.discard))
+                raise
+            if not ready:
+                await asyncio.to_thread(prepared.discard)
+                raise ZygoteUnavailable("a pre-started sandbox did not get ready")
         return prepared
 
     async def close(self) -> None:

@@ -97,7 +97,7 @@ class NodeSlots:
             size=self._size,
             ready_wait=self._node_started,
         )
-        self._pool.refill_soon()
+        self._pool.refill_later()
         log.info("cold starts: node slots now pre-start %s", " ".join(config["argv"]))
 
     async def _node_started(self, prepared: Prepared) -> bool:

@@ -414,23 +414,19 @@ os._exit(3)  # answered, never back on /next
 """
 
 
-async def test_runtime_done_still_goes_out_when_the_runtime_exits_after_answering(
-    task_root: Path, start_agent: StartAgent, tmp_path: Path
-) -> None:
+async def answered_session(
+    start_agent: StartAgent, task_root: Path, tmp_path: Path, runtime: str
+) -> AgentSession:
+    """A telemetry listener, and a scripted runtime that answered ``req-1``."""
     body: dict[str, object] = {
         "schemaVersion": "2022-07-01",
         "types": ["platform"],
         "buffering": {"timeoutMs": 25},
     }
     opt = tmp_path / "opt"
-    write_extension(
-        opt / "extensions",
-        "listener",
-        events=("INVOKE",),
-        subscribe=("/2022-07-01/telemetry", body),
-    )
+    write_extension(opt / "extensions", "listener", subscribe=("/2022-07-01/telemetry", body))
     session = await start_agent(
-        scripted_runtime_argv(task_root, ANSWER_THEN_EXIT),
+        scripted_runtime_argv(task_root, runtime),
         task_root,
         lambda_env(task_root),
         extensions_dir=str(opt / "extensions"),
@@ -438,6 +434,24 @@ async def test_runtime_done_still_goes_out_when_the_runtime_exits_after_answerin
     await session.expect(Kind.INIT_DONE)
     session.invoke("req-1")
     await session.expect(Kind.RESPONSE)
+    return session
+
+
+async def test_runtime_done_still_goes_out_when_the_runtime_exits_after_answering(
+    task_root: Path, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    session = await answered_session(start_agent, task_root, tmp_path, ANSWER_THEN_EXIT)
+    events = await wait_for_types(session, "platform.runtimeDone")
+    done = next(e["record"] for e in events if e["type"] == "platform.runtimeDone")
+    assert (done["requestId"], done["status"]) == ("req-1", "success")
+
+
+async def test_runtime_done_still_goes_out_when_the_environment_is_shut_down_first(
+    task_root: Path, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    hangs = ANSWER_THEN_EXIT.replace("os._exit(3)", "import time; time.sleep(3600)")
+    session = await answered_session(start_agent, task_root, tmp_path, hangs)
+    session.send(Kind.SHUTDOWN, {"reason": "timeout", "budget_ms": 2000})
     events = await wait_for_types(session, "platform.runtimeDone")
     done = next(e["record"] for e in events if e["type"] == "platform.runtimeDone")
     assert (done["requestId"], done["status"]) == ("req-1", "success")

@@ -146,3 +146,18 @@ def test_a_refused_post_still_raises(api_factory: Made) -> None:
     _, client = scripted(api_factory, [refused, EVENT])
     with pytest.raises(RuntimeError, match="Failed to post invocation response"):
         client.post_response("id-1", b"{}", "application/json")
+
+
+def test_a_post_retried_on_a_new_connection_leaves_the_next_request_for_later(
+    api_factory: Made,
+) -> None:
+    # the second post finds its kept-alive connection closed: it is sent once more, alone
+    api, client = scripted(api_factory, [ACCEPTED, EVENT, None, ACCEPTED, EVENT])
+    client.post_response("id-1", b"{}", "application/json")
+    client.next_invocation()
+    client.post_response("id-2", b"{}", "application/json")
+    assert client.next_invocation()[1]["lambda-runtime-aws-request-id"] == "id-2"
+    methods = [r.split(b" ")[0] for r in api.requests]
+    assert methods == [b"POST", b"GET", b"POST", b"POST", b"GET"]
+    assert api.connections == 2
+    assert b"/next" not in api.reads[-2]  # the retried post went alone

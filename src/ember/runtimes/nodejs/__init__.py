@@ -33,6 +33,9 @@ STARTUP_VARIABLES = (
     "LD_LIBRARY_PATH", "LD_PRELOAD", "LD_BIND_NOW", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX",
     "FORCE_COLOR", "NO_COLOR", "NODE_DISABLE_COLORS", "TZ", "LANG", "LANGUAGE", "LC_ALL",
     "LC_CTYPE", "LC_MESSAGES", "HOME",
+    # node 22.21+/24 read the proxy settings once at start when NODE_USE_ENV_PROXY is set
+    "NODE_USE_ENV_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+    "no_proxy", "NODE_USE_SYSTEM_CA",
     "AWS_LAMBDA_EXEC_WRAPPER",
 )  # fmt: skip
 

@@ -78,15 +78,16 @@ class RuntimeApiClient:
     ) -> tuple[int, dict[str, str], bytes]:
         head = self._head(method, path, headers, len(body) if method == "POST" else None)
         trailing = self._head("GET", NEXT_PATH) if then_next and len(body) <= PIPELINE_MAX else b""
-        for attempt in range(2):
+        try:
             reused = self._sock is not None
-            try:
-                return self._exchange(head, body, trailing)
-            except OSError:
-                self._close()
-                if attempt or not reused or self._got_bytes:
-                    raise
-        raise AssertionError("unreachable")
+            return self._exchange(head, body, trailing)
+        except OSError:
+            self._close()
+            if not reused or self._got_bytes:
+                raise
+        # the server may have closed an idle keep-alive: once more, on a new connection, and
+        # without the pipelined /next (had the first one arrived, it may have been answered)
+        return self._exchange(head, body)
 
     def _head(
         self,
