@@ -181,3 +181,27 @@ async def test_the_first_start_records_a_working_set_that_the_pool_then_prefault
             await sandbox.kill()
     finally:
         await backend.close()
+
+
+async def test_takes_that_never_pause_do_not_keep_the_working_set_from_being_recorded(
+    tmp_path: Path,
+) -> None:
+    if not PROBE_AVAILABLE:
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    backend = make_backend("namespace", tmp_path / "data", pool_size=1, prefault="working-set")
+    assert isinstance(backend, NamespaceBackend)
+    first_invoke_done = asyncio.Event()
+    backend.record_after = first_invoke_done.wait
+    backend.record_quiet_max_s = 0.0  # a pause in takes is waited for this long at most
+    try:
+        (zygote,) = backend.zygotes()
+        first = await start_probe(backend, tmp_path)
+        assert (await invoke(first, {"n": 1}))["echo"] == {"n": 1}
+        pool = backend.pool(zygote)
+        pool._demand.note_start(asyncio.get_running_loop().time())  # a take never ending
+        first_invoke_done.set()
+        await asyncio.wait_for(backend.quiesce(), WAIT_S)
+        assert backend.warming(zygote.interpreter)[0]
+        await first.kill()
+    finally:
+        await backend.close()

@@ -102,6 +102,7 @@ KILL_WAIT_S = 5.0
 # CPUs and the kernel's mount lock with the start that just took a sandbox.
 REFILL_DELAY_S = 0.05
 RECORD_AFTER_S = 1.0  # a zygote's first start runs this long before its pages are read
+RECORD_QUIET_MAX_S = 3.0  # then the recording waits for a pause in takes, at most this long
 # what a pooled sandbox pre-faults ahead of its start (EMBER_SANDBOX_PREFAULT)
 PREFAULT_OFF = "off"  # nothing: copy-on-write faults are paid during the start
 PREFAULT_WORKING_SET = "working-set"  # the pages the zygote's first start wrote (default)
@@ -297,6 +298,7 @@ class NamespaceBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         # what a recording waits for before it reads the first start's pages (tests: a gate)
         self.record_after: Callable[[], Awaitable[object]] = lambda: asyncio.sleep(RECORD_AFTER_S)
+        self.record_quiet_max_s = RECORD_QUIET_MAX_S
         # warm pools stop refilling while the machine's MemAvailable is below this
         self.pool_min_available_mb = pool_min_available_mb
         self.available_mb = available_mb or (lambda: meminfo_mb("MemAvailable"))
@@ -448,7 +450,10 @@ class NamespaceBackend:
     ) -> None:
         try:
             await self.record_after()
-            await pool.until_quiet()  # the renewal below re-pre-starts: not during a burst
+            # the renewal below re-pre-starts: not in the middle of a burst, but a steady
+            # stream of cold starts (never a second apart) must not keep it from recording
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pool.until_quiet(), self.record_quiet_max_s)
             recorded = await asyncio.to_thread(_read_working_set, prepared)
         except Exception:
             log.exception("cold starts: the working set of %s could not be read", interpreter)
