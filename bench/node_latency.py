@@ -88,7 +88,11 @@ def pools_settled(conn: http.client.HTTPConnection) -> dict[str, dict[str, int]]
         pools: dict[str, dict[str, int]] = json.loads(request(conn, "GET", "/ember/statistics"))[
             "pools"
         ]
-        busy = [name for name, pool in pools.items() if pool["refilling"]]
+        busy = [
+            name
+            for name, pool in pools.items()
+            if pool["refilling"] or pool["ready"] < min(1, pool.get("target", 0))
+        ]
         if not busy or time.monotonic() > deadline:
             return pools
         time.sleep(0.005)

@@ -134,6 +134,7 @@ class NodeSlots:
             "refilling": int(pool is not None and pool.refilling),
             "memory_low": int(pool is not None and pool.low_memory_seen),
             "handed_out": self.handed_out,
+            "target": pool.target if pool is not None and self._failures < MAX_FAILED_SLOTS else 0,
         }
 
     async def close(self) -> None:
