@@ -108,7 +108,7 @@ async def test_the_pool_follows_the_latest_node_configuration(slots: Slots) -> N
     await fill(node_slots)
     assert fake.configs[-1]["node_prestart"]["argv"][1] == "--max-old-space-size=256"
     assert node_slots.statistics() == {
-        "ready": 1, "refilling": 0, "memory_low": 0, "handed_out": 1,
+        "ready": 1, "refilling": 0, "memory_low": 0, "handed_out": 1, "target": 1,
     }  # fmt: skip
 
 
