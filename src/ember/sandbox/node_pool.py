@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from ember.runtimes import nodejs
 from ember.sandbox.base import SandboxSpec
+from ember.sandbox.warm_pool import Prepared, WarmPool
 
 if TYPE_CHECKING:
-    from ember.sandbox.namespace import NamespaceBackend, Prepared, WarmPool
+    from ember.sandbox.namespace import NamespaceBackend
     from ember.sandbox.zygote import Zygote
 
 log = logging.getLogger("ember")
@@ -84,8 +85,6 @@ class NodeSlots:
         return prepared
 
     def _rekey(self, key: str, config: dict[str, Any], zygote: Zygote) -> None:
-        from ember.sandbox.namespace import WarmPool  # noqa: PLC0415 - namespace imports us
-
         if self._pool is not None:
             self._retire(self._pool)
         self._key = key

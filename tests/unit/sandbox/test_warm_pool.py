@@ -13,8 +13,9 @@ from typing import Any, cast
 
 import pytest
 
-from ember.sandbox.namespace import NamespaceBackend, WarmPool
+from ember.sandbox.namespace import NamespaceBackend
 from ember.sandbox.pool_demand import EAGER_REFILL, PoolDemand
+from ember.sandbox.warm_pool import WarmPool
 from ember.sandbox.zygote import Zygote
 
 
