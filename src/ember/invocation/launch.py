@@ -18,8 +18,8 @@ so ``PYTHONPATH`` would not be read).
 
 from __future__ import annotations
 
+import base64
 import secrets
-import string
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -230,6 +230,5 @@ def with_exec_wrapper(argv: list[str], env: dict[str, str], runtime: Runtime) ->
 
 def _execution_credentials() -> tuple[str, str]:
     """Per-environment placeholder role credentials: never the admin's."""
-    alphabet = string.ascii_uppercase + string.digits
-    key_id = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    key_id = "ASIA" + base64.b32encode(secrets.token_bytes(10)).decode()  # 16 of A-Z2-7
     return key_id, secrets.token_urlsafe(30)
