@@ -49,6 +49,7 @@ async def _serve(settings: Settings) -> None:
             lifespan="off",
             access_log=False,
             proxy_headers=False,  # Ember is the edge: no X-Forwarded-* rewriting per request
+            server_header=False,  # Lambda's endpoint sends no "server: uvicorn"
             log_level="warning",
             # idle keep-alive connections stay open longer than clients' pools keep them
             # (uvicorn's 5 s default races botocore reusing a connection just closed)
