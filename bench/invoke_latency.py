@@ -133,6 +133,17 @@ def create(conn: http.client.HTTPConnection, name: str) -> None:
         time.sleep(0.001)
 
 
+def print_table(results: dict[str, dict[str, float]]) -> None:
+    """One line per case: median, p99 and n, aligned."""
+    width = max(len(k) for k in results)
+    print(f"{'case':<{width}}  {'median ms':>10}  {'p99 ms':>10}  {'n':>6}")
+    for case, figures in results.items():
+        print(
+            f"{case:<{width}}  {figures['median_ms']:>10.3f}  {figures['p99_ms']:>10.3f}  "
+            f"{int(figures['n']):>6}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cold", type=int, default=20)
@@ -181,13 +192,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
 
-    width = max(len(k) for k in results)
-    print(f"{'case':<{width}}  {'median ms':>10}  {'p99 ms':>10}  {'n':>6}")
-    for case, figures in results.items():
-        print(
-            f"{case:<{width}}  {figures['median_ms']:>10.3f}  {figures['p99_ms']:>10.3f}  "
-            f"{int(figures['n']):>6}"
-        )
+    print_table(results)
     warm = results["warm invoke, raw HTTP keep-alive"]["median_ms"]
     health = results["floor: GET /health (keep-alive)"]["median_ms"]
     print(

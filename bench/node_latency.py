@@ -34,7 +34,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.invoke_latency import request, start_server, summary, timed
+from bench.invoke_latency import print_table, request, start_server, summary, timed
 
 from ember.runtimes import nodejs
 
@@ -170,13 +170,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
 
-    width = max(len(k) for k in results)
-    print(f"{'case':<{width}}  {'median ms':>10}  {'p99 ms':>10}  {'n':>6}")
-    for case, figures in results.items():
-        print(
-            f"{case:<{width}}  {figures['median_ms']:>10.3f}  {figures['p99_ms']:>10.3f}  "
-            f"{int(figures['n']):>6}"
-        )
+    print_table(results)
 
 
 if __name__ == "__main__":
