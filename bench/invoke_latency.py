@@ -37,6 +37,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.common import timed
+
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
@@ -57,15 +59,6 @@ def summary(samples_s: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples_s)
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
     return {"median_ms": statistics.median(ms), "p99_ms": p99, "n": len(ms)}
-
-
-def timed(action: Callable[[], object], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def bare_fork() -> None:

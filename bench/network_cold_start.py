@@ -3,7 +3,7 @@ sandbox) against a loopback-only start, interleaved so both see the same machine
 
 Run by hand (never in the test suite), as root (namespace backend):
 
-    .venv/bin/python bench/network_cold_start.py [--cold 30] [--no-zygote]
+    .venv/bin/python -m bench.network_cold_start [--cold 30] [--no-zygote]
 
 It starts its own ``ember serve`` (helpers of ``invoke_latency.py``) and creates
 ``--cold`` functions of each kind, alternating; each one's first invoke is a cold start.
@@ -15,14 +15,11 @@ import argparse
 import base64
 import http.client
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from invoke_latency import (  # type: ignore[import-not-found]
+from bench.invoke_latency import (
     ROLE,
     hello_zip,
     request,

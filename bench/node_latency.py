@@ -34,7 +34,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.invoke_latency import print_table, request, start_server, summary, timed
+from bench.common import timed
+from bench.invoke_latency import print_table, request, start_server, summary
 
 from ember.runtimes import nodejs
 
