@@ -206,13 +206,25 @@ class TelemetryBus:
             self.emit(event_type, record, "" if record is line else line)
 
     async def flush(self, timeout_s: float) -> None:
-        """Send every pending batch now and wait (at most ``timeout_s``) for deliveries."""
-        for subscriber in self._subscribers.values():
-            self._send(subscriber)
-        tasks = [s.sending for s in self._subscribers.values() if s.sending is not None]
-        if tasks:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout_s)
+        """Send every pending batch now and wait (at most ``timeout_s``) until all are
+        delivered: a batch queued behind a delivery in flight goes out once that one ends,
+        and is waited for too."""
+        deadline = self._loop.time() + timeout_s
+        while True:
+            for subscriber in self._subscribers.values():
+                self._send(subscriber)
+            tasks = [
+                s.sending
+                for s in self._subscribers.values()
+                if s.sending is not None and not s.sending.done()
+            ]
+            remaining = deadline - self._loop.time()
+            if not tasks or remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), remaining)
+            except TimeoutError:
+                return
 
     def close(self) -> None:
         for subscriber in self._subscribers.values():

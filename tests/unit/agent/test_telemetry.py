@@ -455,3 +455,37 @@ async def test_runtime_done_still_goes_out_when_the_environment_is_shut_down_fir
     events = await wait_for_types(session, "platform.runtimeDone")
     done = next(e["record"] for e in events if e["type"] == "platform.runtimeDone")
     assert (done["requestId"], done["status"]) == ("req-1", "success")
+
+
+async def test_flush_also_delivers_a_batch_queued_behind_the_one_in_flight() -> None:
+    bodies: list[bytes] = []
+    release, arrived = asyncio.Event(), asyncio.Event()
+
+    async def listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if line)
+        bodies.append(await reader.readexactly(int(fields[b"Content-Length"])))
+        if len(bodies) == 1:
+            arrived.set()
+            await release.wait()  # the first delivery is still in flight at the flush
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    bus = TelemetryBus(asyncio.get_running_loop())
+    try:
+        bus.subscribe(parse_subscription("telemetry", "ext", subscription(port)))
+        bus.close_subscriptions()
+        first = asyncio.ensure_future(bus.flush(30))  # the subscription record goes out...
+        await asyncio.wait_for(arrived.wait(), 30)  # ...and its delivery waits on `release`
+        bus.log_lines("function", b"queued behind\n")
+        flushing = asyncio.ensure_future(bus.flush(30))
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, flushing), 30)
+    finally:
+        bus.close()
+        server.close()
+        await server.wait_closed()
+    assert [e["record"] for e in json.loads(bodies[-1])] == ["queued behind"]
