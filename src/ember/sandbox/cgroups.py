@@ -20,6 +20,10 @@ from typing import Protocol
 ROOT = Path("/sys/fs/cgroup")
 PIDS_MAX = 1024  # Lambda: 1,024 processes or threads per environment
 MB_PER_VCPU = 1769
+# the CPU share of a pooled sandbox until it is specialised (v1 minimum; v2 weight 1): its
+# pre-faulting runs as SCHED_IDLE, but that ranks it only within its own cgroup; the
+# cgroup itself must not compete with the environments in theirs
+IDLE_CPU_SHARES = 2
 
 
 def version() -> int | None:
@@ -66,8 +70,9 @@ class Cgroup:
         self.create_dirs()
         self.set_limits(memory_mb)
 
-    def create_dirs(self) -> None:
-        """The directories and the pids limit (what does not depend on the function)."""
+    def create_dirs(self, idle: bool = False) -> None:
+        """The directories and the pids limit (what does not depend on the function);
+        ``idle``: the smallest CPU share until ``set_limits`` (a pooled sandbox)."""
         if self.v == 2:
             parent = ROOT / "ember"
             parent.mkdir(exist_ok=True)
@@ -76,11 +81,15 @@ class Cgroup:
             (cg,) = self.dirs()
             cg.mkdir()
             _write(cg / "pids.max", str(PIDS_MAX))
+            if idle:
+                _write(cg / "cpu.weight", "1")
             return
         memory, pids, cpu = self.dirs()
         for directory in (memory, pids, cpu):
             directory.mkdir(parents=True)
         _write(pids / "pids.max", str(PIDS_MAX))
+        if idle:
+            _write(cpu / "cpu.shares", str(IDLE_CPU_SHARES))
 
     def set_limits(self, memory_mb: int) -> None:
         """Memory (swap off) and CPU share for ``memory_mb``; before any process joins."""

@@ -12,11 +12,11 @@ as their rate per second, never as their total.
 
 Refills never compete with a burst: while a start is taking a sandbox (``in_flight``)
 the pool pre-starts nothing; beyond its configured size only once the last take is
-``growth_delay_s`` old; and beyond ``EAGER_REFILL`` sandboxes (a large configured pool,
-or growth) only in batches of ``GROWTH_BATCH``, each once the CPUs have been mostly idle
-(``CpuLoad``, for at most ``GROWTH_MAX_DEFER_S``): a burst's environments are still
-initialising (agent, runtime, handler import) well after their sandboxes were taken, and
-their starts come first.
+``growth_delay_s`` old; and each batch of ``GROWTH_BATCH`` pre-starts waits until the
+CPUs have been mostly idle (``CpuLoad``), for at most ``EAGER_MAX_DEFER_S`` while the
+pool holds fewer than ``EAGER_REFILL``, ``GROWTH_MAX_DEFER_S`` beyond: a burst's
+environments are still initialising (agent, runtime, handler import) well after their
+sandboxes were taken (a take from the pool is instant), and their starts come first.
 
 Scope: one per warm pool; pure bookkeeping on monotonic times passed in (tests drive it).
 Invariants: ``configured <= target(now) <= max(configured, maximum)``; a peak older than
@@ -36,7 +36,8 @@ BURST_SPAN_S = 1.0  # a burst's size: the most takes within this span
 GROWTH_DELAY_S = 1.0  # pre-starts beyond the configured size wait this long after a take
 GROWTH_MAX_BUSY = 0.5  # ... and for the CPUs to be busy less than this share of the time
 GROWTH_MAX_DEFER_S = 30.0  # ... but no longer than this (a machine that is never idle)
-EAGER_REFILL = 3  # pre-started at once after a take; beyond, only on mostly idle CPUs
+EAGER_REFILL = 3  # pre-started after a take once the CPUs are idle, or this long after
+EAGER_MAX_DEFER_S = 1.0
 GROWTH_BATCH = 8  # growth pre-starts made each time the CPUs are found idle
 CPU_SAMPLE_S = 0.05
 

@@ -101,7 +101,7 @@ class NoCgroup:
     def create(self, memory_mb: int) -> None:
         pass
 
-    def create_dirs(self) -> None:
+    def create_dirs(self, idle: bool = False) -> None:
         pass
 
     def set_limits(self, memory_mb: int) -> None:

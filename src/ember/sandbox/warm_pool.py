@@ -68,9 +68,10 @@ class WarmPool:
     one, else pre-starts one on demand (what a pool of size 0 always does); either way a
     refill follows in the background (pre-faulted when the backend's ``prefault`` is on):
     to ``pool_size`` soon after the last take, and after a burst of takes up to the
-    burst's size (at most ``pool_max``: ``pool_demand.py``), once takes have paused and
-    the CPUs are idle; the extra sandboxes are discarded once the burst is a minute old.
-    A refill never runs while a take is in flight. Raises
+    burst's size (at most ``pool_max``: ``pool_demand.py``), once takes have paused; each
+    batch once the CPUs are mostly idle. The extra sandboxes are discarded once the burst
+    is a minute old. A refill never runs while a take is in flight, and its sandboxes
+    wait in cgroups of the smallest CPU share (``cgroups.IDLE_CPU_SHARES``). Raises
     ``ZygoteUnavailable``. A refill pauses while the machine's MemAvailable
     (``available_mb``, injectable) is below the backend's ``pool_min_available_mb``, and
     says so in the log once each time that happens.
@@ -223,16 +224,19 @@ class WarmPool:
     async def _refill(self) -> None:
         try:
             loop = asyncio.get_running_loop()
-            batch = 0  # growth pre-starts left before the CPUs are looked at again
+            batch = 0  # pre-starts left before the CPUs are looked at again
             while (
                 len(self._ready) < self._demand.refill_target(loop.time())
                 and not self._closed
                 and not self.memory_low()
             ):
-                if len(self._ready) >= pool_demand.EAGER_REFILL:
-                    if batch == 0 and not await self._cpus_idle():
+                if batch == 0:
+                    eager = pool_demand.EAGER_REFILL - len(self._ready)
+                    defer = pool_demand.EAGER_MAX_DEFER_S if eager > 0 else None
+                    if not await self._cpus_idle(defer):
                         continue  # a take came meanwhile: look again
-                    batch = (batch or pool_demand.GROWTH_BATCH) - 1
+                    batch = eager if eager > 0 else pool_demand.GROWTH_BATCH
+                batch -= 1
                 generation = self._generation
                 prepared = await self._prestart(warm=True)
                 if generation == self._generation and not self._closed:
@@ -246,12 +250,15 @@ class WarmPool:
         finally:
             self._refilling = None
 
-    async def _cpus_idle(self) -> bool:
-        """Wait until the CPUs are mostly idle (a growth pre-start is for later, never at the
-        expense of starts being made), at most ``GROWTH_MAX_DEFER_S``. False if a take
-        came meanwhile or the pool was closed."""
+    async def _cpus_idle(self, max_defer_s: float | None = None) -> bool:
+        """Wait until the CPUs are mostly idle (a pre-start is for later, never at the
+        expense of starts being made: a burst's environments are still initialising after
+        their takes), at most ``max_defer_s`` (default ``GROWTH_MAX_DEFER_S``). False if a
+        take came meanwhile or the pool was closed."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + pool_demand.GROWTH_MAX_DEFER_S
+        if max_defer_s is None:
+            max_defer_s = pool_demand.GROWTH_MAX_DEFER_S
+        deadline = loop.time() + max_defer_s
         self._cpu_busy()
         while True:
             await asyncio.sleep(pool_demand.CPU_SAMPLE_S)
@@ -280,7 +287,7 @@ class WarmPool:
         cgroup = self._backend.new_cgroup()
         prefault, ranges = self._backend.warming(self._zygote.interpreter)
         try:
-            cgroup.create_dirs()
+            cgroup.create_dirs(idle=warm)  # a refill's: it must not compete with starts
             config = {**self._backend.base_config(self._root, cgroup), "warm": warm and prefault}
             config.update(self._extra_config)
             if ranges is not None:

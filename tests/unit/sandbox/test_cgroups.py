@@ -75,3 +75,17 @@ def test_v1_limits_and_readings(root: Path) -> None:
     (memory / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert cgroup.memory_peak_bytes() == 1048576
     assert cgroup.oom_kills() == 2
+
+
+@pytest.mark.parametrize(
+    ("v", "name", "idle", "function"), [(1, "cpu.shares", "2", "74"), (2, "cpu.weight", "1", "7")]
+)
+def test_a_pooled_sandbox_waits_at_the_smallest_cpu_share_until_specialised(
+    root: Path, v: int, name: str, idle: str, function: str
+) -> None:
+    cgroup = Cgroup("sbx", v)
+    cgroup.create_dirs(idle=True)  # a refill's pre-started sandbox: it must not compete
+    cpu = root / "ember" / "sbx" if v == 2 else root / "cpu" / "ember" / "sbx"
+    assert (cpu / name).read_text() == idle
+    cgroup.set_limits(128)  # taken by a start of a 128 MB function
+    assert (cpu / name).read_text() == function

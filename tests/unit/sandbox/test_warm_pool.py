@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from ember.sandbox import pool_demand
 from ember.sandbox.namespace import NamespaceBackend
 from ember.sandbox.pool_demand import EAGER_REFILL, PoolDemand
 from ember.sandbox.warm_pool import WarmPool
@@ -69,7 +70,7 @@ async def test_an_unknown_reading_never_blocks_refills(tmp_path: Path) -> None:
 class FakeCgroup:
     name = "fake"
 
-    def create_dirs(self) -> None:
+    def create_dirs(self, idle: bool = False) -> None:
         pass
 
     def remove(self) -> None:
@@ -132,22 +133,30 @@ async def test_a_burst_of_takes_grows_the_pool_to_its_size_then_it_shrinks_back(
         sock.close()
 
 
-async def test_growth_beyond_the_eager_refill_waits_for_idle_cpus(
-    tmp_path: Path,
+async def test_refills_wait_for_idle_cpus_the_eager_ones_only_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A burst's environments initialise after their takes: every refill asks about the
+    CPUs first; the first ``EAGER_REFILL`` go ahead after ``EAGER_MAX_DEFER_S`` even on
+    busy CPUs, growth beyond them waits for idle ones."""
+    monkeypatch.setattr(pool_demand, "EAGER_MAX_DEFER_S", 0.0)
     busy = [1.0]
-    consulted = asyncio.Event()
+    asked_with_ready: list[int] = []
+    growth_asked = asyncio.Event()
+    warm, zygote, _ = growing_pool(tmp_path, busy)
 
     def cpu_busy() -> float:
-        consulted.set()
+        asked_with_ready.append(warm.ready)
+        if warm.ready >= EAGER_REFILL:
+            growth_asked.set()
         return busy[0]
 
-    warm, zygote, _ = growing_pool(tmp_path, busy)
     cast(Any, warm)._cpu_busy = cpu_busy
     taken = [await warm.take() for _ in range(4)]
     filling = asyncio.ensure_future(warm.fill())
-    await consulted.wait()  # beyond EAGER_REFILL, growth asks about the CPUs: they are busy
-    assert warm.ready == EAGER_REFILL  # those came first, without asking
+    await growth_asked.wait()  # beyond EAGER_REFILL, growth asks: the CPUs are busy
+    assert asked_with_ready[0] == 0  # the eager refill asked too, before its pre-starts
+    assert warm.ready == EAGER_REFILL  # ... and went ahead after its short deferral
     busy[0] = 0.0
     await filling
     assert warm.ready == 4

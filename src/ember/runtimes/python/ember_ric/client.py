@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import socket
+import encodings.idna  # noqa: F401 - getaddrinfo encodes a str host with it: imported
+import socket  # with the client (a zygote's fork has it), not at the first connect
 from collections.abc import Sequence
 
 from .errors import LambdaRuntimeClientError
