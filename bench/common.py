@@ -269,6 +269,16 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not become Active")
             time.sleep(0.002)
+        self.wait_for_pools(deadline)
+
+    def wait_for_pools(self, deadline: float) -> None:
+        """Until every warm pool holds what it aims for (a new runtime's pool fills in the
+        background after its calibration start: measurements start from a full pool)."""
+        while time.monotonic() < deadline:
+            pools = self.call("GET", "/ember/statistics")["pools"].values()
+            if all(p["ready"] >= p.get("target", 0) and not p["refilling"] for p in pools):
+                return
+            time.sleep(0.05)
 
     def boto3(self, service: str = "lambda") -> Any:
         client = boto3_client(self.url, service)

@@ -15,7 +15,7 @@ import os
 import random
 import secrets
 import string
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from ember.invocation.invoker import Invoker
 from ember.invocation.launch import Launcher
 from ember.invocation.placement import Placement
 from ember.invocation.provisioned import ProvisionedConcurrency
+from ember.model.functions import FunctionRecord
 from ember.observe.logs import LogWriter
 from ember.observe.metrics import Metrics
 from ember.runtimes.catalogue import RuntimeCatalogue
@@ -98,6 +99,8 @@ class Ember:
     provisioned: ProvisionedConcurrency | None = None
     # background clean-ups (a deleted function's configurations), awaited at close
     chores: set[asyncio.Task[None]] = field(default_factory=set)
+    # a function exists: get its runtime's sandboxes ready ahead (once per runtime)
+    anticipate: Callable[[FunctionRecord], None] = lambda _record: None
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -197,15 +200,20 @@ class Ember:
             forgetting.add(task)
             task.add_done_callback(forgetting.discard)
 
+        anticipate = anticipation(launcher, forget)
+
         def function_changed(name: str, version: str | None) -> None:
             """A function or one version changed or is gone: its idle environments go, and
             what belonged to what is gone (provisioned concurrency, async configs) too."""
             placement.retire(name, version)
-            gone = all(r.name != name for r in registry.list())
+            current = next((r for r in registry.list() if r.name == name), None)
+            gone = current is None
             if gone or version not in (None, "$LATEST"):
                 forget(provisioned.forget(name, None if gone else version))
-            if gone:
+            if current is None:
                 forget(event_configs.forget_function(name))
+            else:
+                anticipate(current)
 
         functions = FunctionsApi(
             registry,
@@ -268,6 +276,7 @@ class Ember:
             event_configs=event_configs,
             provisioned=provisioned,
             chores=forgetting,
+            anticipate=anticipate,
         )
         await ember._start()
         return ember
@@ -276,6 +285,8 @@ class Ember:
         if self.layers is not None:
             await self.layers.load()  # before functions: their /opt trees name layers
         await self.registry.load()
+        for record in self.registry.list():
+            self.anticipate(record)
         if self.queues is not None:
             await self.queues.load()
         self.logs.start()
@@ -329,6 +340,22 @@ class Ember:
         if self.async_store is not None:
             await self.async_store.close()
         await self.store.close()
+
+
+def anticipation(
+    launcher: Launcher, run: Callable[[Coroutine[Any, Any, None]], None]
+) -> Callable[[FunctionRecord], None]:
+    """What to call when a function exists: the backend gets ready to start its runtime's
+    sandboxes (``Launcher.anticipate``: a calibration start, a filled warm pool) in the
+    background (``run``), once per runtime."""
+    anticipated: set[str] = set()
+
+    def anticipate(record: FunctionRecord) -> None:
+        if record.config.runtime not in anticipated:
+            anticipated.add(record.config.runtime)
+            run(launcher.anticipate(record))
+
+    return anticipate
 
 
 def data_plane_metrics(counting: Counting, placement: Placement) -> Metrics:

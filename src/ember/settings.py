@@ -14,7 +14,9 @@ Environment variables (all optional):
     EMBER_PYTHON_INTERPRETERS                       "python3.12=/path/python3.12,..."
     EMBER_AGENT_PYTHON                              interpreter that runs the in-sandbox agent
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
-    EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept per zygote
+    EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept in all, shared
+                                                    by the Python versions in use (default:
+                                                    4 % of MemTotal at ~9 MB each, 3..128)
     EMBER_SANDBOX_NODE_POOL_SIZE                    pooled sandboxes with node started (1)
     EMBER_SANDBOX_POOL_MAX                          what a pool may grow to after a burst
     EMBER_SANDBOX_PREFAULT                          what pooled sandboxes pre-fault: off,
@@ -44,6 +46,12 @@ from pathlib import Path
 
 MEMORY_BUDGET_SHARE = 0.75  # of MemTotal: the rest is left to the server, zygotes, page cache
 FALLBACK_MEMORY_BUDGET_MB = 2048  # when /proc/meminfo cannot be read
+# The warm pools' default size: a server's first burst is served from pre-started sandboxes
+# (a start from the pool costs a third of the CPU of one pre-started on demand: issue 4's
+# burst, docs/BENCHMARKS.md). Each holds its pre-faulted working set, about 9 MB (PSS).
+POOL_MEMORY_SHARE = 0.04
+POOLED_SANDBOX_MB = 9
+POOL_SIZE_RANGE = (3, 128)
 
 
 def meminfo_mb(name: str, path: Path = Path("/proc/meminfo")) -> int | None:
@@ -56,6 +64,16 @@ def meminfo_mb(name: str, path: Path = Path("/proc/meminfo")) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def default_pool_size() -> int:
+    """Pre-started sandboxes that hold ``POOL_MEMORY_SHARE`` of the machine's MemTotal when
+    the pools are full (``POOLED_SANDBOX_MB`` each), within ``POOL_SIZE_RANGE``."""
+    total = meminfo_mb("MemTotal")
+    low, high = POOL_SIZE_RANGE
+    if not total:
+        return low
+    return max(low, min(high, int(total * POOL_MEMORY_SHARE / POOLED_SANDBOX_MB)))
 
 
 def default_memory_budget_mb() -> int:
@@ -85,7 +103,8 @@ class Settings:
     agent_python: str = field(default_factory=lambda: sys.executable)
     # namespace backend: start sandboxes from pre-warmed zygotes (fork) rather than exec
     sandbox_zygote: bool = True
-    sandbox_pool_size: int = 3  # pre-started, not yet specialised sandboxes per zygote
+    # pre-started, not yet specialised sandboxes in all, shared among the zygotes in use
+    sandbox_pool_size: int = field(default_factory=default_pool_size)
     # node slots: pooled sandboxes whose Node.js runtime is started ahead (0 = none)
     sandbox_node_pool_size: int = 1
     # after a burst of N starts a pool aims for N pre-started sandboxes (at most this) for a

@@ -130,6 +130,8 @@ class FakeSandboxBackend:
         self.script = script
         self.pool = pool
         self.started: list[FakeSandbox] = []
+        # each anticipate: its spec, the calibration START it would send, the handler's code
+        self.anticipated: list[tuple[Any, protocol.StartMeta, str]] = []
 
     def describe(self) -> str:
         return "fake backend (tests only)"
@@ -146,6 +148,13 @@ class FakeSandboxBackend:
         sandbox = FakeSandbox(reader, writer, agent_reader, agent_writer, self.script, prewarmed)
         self.started.append(sandbox)
         return sandbox
+
+    async def anticipate(self, spec: Any, start_for: Callable[[Any], protocol.StartMeta]) -> None:
+        sandbox = await self.start(spec)
+        self.started.remove(sandbox)  # not an environment's
+        code = "".join(path.read_text() for path in sorted(spec.code_dir.glob("*.py")))
+        self.anticipated.append((spec, start_for(sandbox), code))
+        await sandbox.kill()
 
     async def close(self) -> None:
         return None

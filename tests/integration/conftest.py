@@ -72,6 +72,8 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         "EMBER_ACCESS_KEY_ID": ACCESS_KEY,
         "EMBER_SECRET_ACCESS_KEY": SECRET_KEY,
         "EMBER_KEEP_ALIVE_SECONDS": "600",
+        # not the machine-sized default: every test server would pre-start a hundred
+        "EMBER_SANDBOX_POOL_SIZE": "3",
         **(env or {}),
     }
     process = subprocess.Popen(

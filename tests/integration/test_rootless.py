@@ -110,6 +110,7 @@ def start_as_user(data_dir: Path, home: Path, open_tun: bool = False) -> EmberSe
         "EMBER_ACCESS_KEY_ID": ACCESS_KEY,
         "EMBER_SECRET_ACCESS_KEY": SECRET_KEY,
         "EMBER_KEEP_ALIVE_SECONDS": "600",
+        "EMBER_SANDBOX_POOL_SIZE": "3",  # as conftest's servers
     }
     command = [*AS_USER, PYTHON, "-m", "ember.cli.main", "serve", "--port", "0"]
     if open_tun:  # in a private mount namespace: the host's device is left as it is

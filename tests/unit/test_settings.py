@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from ember import settings
 from ember.settings import Settings
 
 
@@ -45,3 +48,21 @@ def test_async_timings_default_to_lambdas_and_can_be_shortened() -> None:
     assert settings.async_backoff_initial_s == 0.1
     assert settings.async_event_age_scale == 0.01
     assert settings.async_function_in_flight == 4
+
+
+def test_the_pool_size_defaults_to_a_share_of_the_machines_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """4 % of MemTotal at 9 MB a pooled sandbox, at least 3 and at most 128; 3 when
+    /proc/meminfo cannot be read; the variable overrides it."""
+    totals: dict[str, int | None] = {"MemTotal": 24_000}
+    monkeypatch.setattr(settings, "meminfo_mb", lambda name: totals[name])
+    assert Settings().sandbox_pool_size == 106  # 24,000 MB * 0.04 / 9
+    totals["MemTotal"] = 512
+    assert Settings().sandbox_pool_size == 3
+    totals["MemTotal"] = 256_000
+    assert Settings().sandbox_pool_size == 128
+    totals["MemTotal"] = None
+    assert Settings().sandbox_pool_size == 3
+    configured = Settings.from_env({"EMBER_SANDBOX_POOL_SIZE": "7"})
+    assert configured.sandbox_pool_size == 7

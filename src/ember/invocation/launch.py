@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ember.errors import InvalidRuntimeException
 from ember.invocation.environment import ExecutionEnvironment
 from ember.invocation.envlog import EnvironmentLog
 from ember.model.arns import function_arn, runtime_version_arn
-from ember.model.functions import FunctionRecord
+from ember.model.functions import CodeInfo, FunctionConfig, FunctionRecord
 from ember.model.tags import wants_outbound_network
 from ember.observe.lines import log_stream_name
 from ember.observe.logs import LogWriter
@@ -60,6 +61,10 @@ OptDirs = Callable[[tuple[str, ...]], Awaitable[Path | None]]
 # A function's current tags by name: tags belong to the function, not to one version (a
 # version's record keeps the tags it was published with)
 FunctionTags = Callable[[str], Mapping[str, str]]
+CALIBRATION_NAME = "ember-calibration"  # the no-op function of a calibration start
+CALIBRATION_MODULE = "ember_calibration"  # its handler's file in its task root (.py)
+CALIBRATION_HANDLER = f"{CALIBRATION_MODULE}.handler"
+CALIBRATION_SOURCE = "def handler(event, context):\n    return None\n"
 ON_DEMAND = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE of an environment started by an invoke
 PROVISIONED = "provisioned-concurrency"  # ... of one initialised ahead
 
@@ -145,6 +150,50 @@ class Launcher:
             start["extensions_dir"] = f"{sandbox.opt_root}/extensions"
         return environment, start
 
+    async def anticipate(self, record: FunctionRecord) -> None:
+        """Have the backend ready to start ``record``'s runtime fast, before its first
+        invoke (``SandboxBackend.anticipate``): its calibration start runs a no-op handler
+        under the function's runtime, never the function's code or variables."""
+        runtime = self._catalogue.get(record.config.runtime)
+        if runtime is None or runtime.python_interpreter is None:
+            return  # only Python runtimes start by fork from a zygote
+        calibrating = FunctionRecord(
+            name=CALIBRATION_NAME,
+            config=FunctionConfig(runtime.identifier, CALIBRATION_HANDLER, role=""),
+            code=CodeInfo("", "", 0),
+            revision_id="",
+            last_modified=0.0,
+        )
+        with tempfile.TemporaryDirectory(prefix="ember-calibration-") as tmp:
+            code = write_calibration_code(Path(tmp))
+            spec = SandboxSpec(
+                code,
+                None,
+                calibrating.config.memory_size,
+                calibrating.config.ephemeral_storage,
+                read_only_paths=runtime.host_paths(),
+                interpreter=runtime.python_interpreter,
+                runtime_client=runtime.client_dir,
+            )
+            await self._backend.anticipate(
+                spec, lambda sandbox: self._calibration_start(calibrating, runtime, sandbox)
+            )
+
+    def _calibration_start(
+        self, record: FunctionRecord, runtime: Runtime, sandbox: Sandbox
+    ) -> StartMeta:
+        # its log group and stream are only names in the variables: nothing is written
+        log = EnvironmentLog(self._writer, log_group(record), CALIBRATION_NAME)
+        env = self.runtime_environment(record, runtime, sandbox, log)
+        argv = runtime.argv(sandbox.task_root, sandbox.opt_root, sandbox.runtime_dir)
+        return StartMeta(
+            argv=argv,
+            cwd=sandbox.task_root,
+            env=env,
+            runtime_api=sandbox.runtime_api_bind,
+            account_id=self._account,
+        )
+
     def runtime_environment(
         self,
         record: FunctionRecord,
@@ -190,6 +239,15 @@ class Launcher:
 
     def runtime_version_arn(self, runtime: Runtime) -> str:
         return runtime_version_arn(self._region, runtime.identifier)
+
+
+def write_calibration_code(directory: Path) -> Path:
+    """The no-op handler of a calibration start, readable by the sandbox's user."""
+    directory.chmod(0o755)
+    handler = directory / f"{CALIBRATION_MODULE}.py"
+    handler.write_text(CALIBRATION_SOURCE)
+    handler.chmod(0o644)
+    return directory
 
 
 def network_policy(tags: Mapping[str, str]) -> NetworkPolicy:

@@ -18,7 +18,10 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ember.agent.protocol import StartMeta
 
 # (task root, opt root, runtime dir) as a sandbox shows them => the runtime's command and
 # the startup variables it would run with: what a backend may start ahead of the START
@@ -108,6 +111,10 @@ class Sandbox(Protocol):
         ...
 
 
+# a started sandbox => the START that runs the runtime in it (the paths are the sandbox's)
+StartFor = Callable[[Sandbox], "StartMeta"]
+
+
 class ChannelSandbox:
     """What every backend's sandbox shares: an id and the channel to its agent."""
 
@@ -155,6 +162,12 @@ class SandboxBackend(Protocol):
 
     def statistics(self) -> dict[str, dict[str, int]]:
         """Its pools of pre-started sandboxes, by name (``{}`` for a backend without)."""
+        ...
+
+    async def anticipate(self, spec: SandboxSpec, start_for: StartFor) -> None:
+        """Get ready to start sandboxes like ``spec`` fast, before the first one is asked
+        for (``start_for``: the START of a calibration start, ``calibration.py``). Never
+        raises; a no-op for a backend without pre-started sandboxes."""
         ...
 
     async def close(self) -> None:

@@ -54,8 +54,8 @@ from typing import Any, Protocol
 from ember.agent.launch import agent_argv, source_root
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
-from ember.sandbox import cgroups, nsinit, working_set
-from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec
+from ember.sandbox import calibration, cgroups, nsinit, working_set
+from ember.sandbox.base import ChannelSandbox, NetworkPolicy, SandboxSpec, StartFor
 from ember.sandbox.network import (
     NetworkSync,
     OutboundNetwork,
@@ -96,6 +96,7 @@ ETC_FILES = {
 HOST_ETC = ("/etc/ssl", "/etc/ca-certificates", "/etc/alternatives")
 RECORD_AFTER_S = 1.0  # a zygote's first start runs this long before its pages are read
 RECORD_QUIET_MAX_S = 3.0  # then the recording waits for a pause in takes, at most this long
+MIN_POOL_SHARE = 3  # an interpreter's pool when the total is shared among several
 # what a pooled sandbox pre-faults ahead of its start (EMBER_SANDBOX_PREFAULT)
 PREFAULT_OFF = "off"  # nothing: copy-on-write faults are paid during the start
 PREFAULT_WORKING_SET = "working-set"  # the pages the zygote's first start wrote (default)
@@ -278,7 +279,7 @@ class NamespaceBackend:
         self.last_started_by: str | None = None  # "zygote" or "exec", for tests and logs
         self._zygotes: dict[str, Zygote] = {}  # real interpreter path => its zygote
         self._pools: dict[str, WarmPool] = {}  # real interpreter path => its warm pool
-        self.pool_size = pool_size
+        self.pool_total = pool_size  # what the interpreters' pools hold in all when idle
         # what a pool may grow to after a burst of takes (pool_demand.py); a pool of size 0
         # (no pre-started sandboxes, as asked) never grows
         self.pool_max = max(pool_size, pool_max) if pool_size > 0 else 0
@@ -337,6 +338,15 @@ class NamespaceBackend:
             f"{network_description()}; cold starts: {starts}"
         )
 
+    @property
+    def pool_size(self) -> int:
+        """What each interpreter's warm pool holds when idle: ``pool_total`` shared among
+        the pools in use, at least ``MIN_POOL_SHARE`` each (a total of 0: none)."""
+        if self.pool_total <= 0:
+            return 0
+        share = self.pool_total // max(1, len(self._pools))
+        return max(min(MIN_POOL_SHARE, self.pool_total), share)
+
     def _zygote(self, interpreter: str) -> Zygote:
         real = os.path.realpath(interpreter)
         zygote = self._zygotes.get(real)
@@ -381,6 +391,8 @@ class NamespaceBackend:
         pool = self._pools.get(zygote.interpreter)
         if pool is None:
             pool = self._pools[zygote.interpreter] = WarmPool(self, zygote)
+            for other in self._pools.values():  # one more pool: the others' share shrinks
+                other.reconfigure()
         return pool
 
     def warming(self, interpreter: str) -> tuple[bool, working_set.WorkingSet | None]:
@@ -416,6 +428,62 @@ class NamespaceBackend:
                     self._record_working_set_later(pool, zygote.interpreter, prepared)
                 return sandbox
         return await self._start_exec(spec)
+
+    async def anticipate(self, spec: SandboxSpec, start_for: StartFor) -> None:
+        """Ready the zygote of ``spec``'s interpreter for a burst before any start: its
+        working set recorded by a calibration start when the pre-fault needs one and none
+        is recorded yet (``calibration.py``), then its warm pool filled (in the background,
+        as refills go). A failed calibration is logged: the first real start records."""
+        zygote = self.zygote_for(spec)
+        if zygote is None or zygote.given_up or spec.interpreter is None:
+            return  # no pool, or not a Python runtime: nothing of it is forked
+        pool = self.pool(zygote)
+        interpreter = zygote.interpreter
+        if (
+            self.prefault != PREFAULT_WORKING_SET
+            or self._recorded(interpreter) is not None
+            or interpreter in self._recording
+        ):
+            pool.refill_soon()
+            return
+        self._recording.add(interpreter)
+        try:
+            recorded = await self._calibrate(pool, spec, start_for)
+        except (calibration.CalibrationFailed, ZygoteUnavailable, SandboxError, OSError) as exc:
+            log.warning("cold starts: calibration start for %s failed: %s", interpreter, exc)
+            recorded = None
+        finally:
+            self._recording.discard(interpreter)
+        if recorded is not None:
+            self._note_working_set(interpreter, *recorded, "a calibration start")
+        await pool.renew()  # what waited before was not pre-faulted: replaced
+
+    async def _calibrate(
+        self, pool: WarmPool, spec: SandboxSpec, start_for: StartFor
+    ) -> tuple[int, working_set.WorkingSet] | None:
+        """One calibration start in a sandbox pre-started aside (no take, no refill), its
+        pages read once the runtime is back on ``/next``; None if it ended first."""
+        prepared = await pool.prestart_aside()
+        sandbox = await self._specialise(prepared, spec)
+        try:
+            await calibration.exercise(sandbox, start_for(sandbox))
+            recorded = await asyncio.to_thread(_read_working_set, prepared)
+        finally:
+            await sandbox.kill()
+        if prepared.origin is None or not recorded["runtime"]:
+            return None
+        return prepared.origin, recorded
+
+    def _note_working_set(
+        self, interpreter: str, origin: int, recorded: working_set.WorkingSet, source: str
+    ) -> None:
+        self._working_sets[interpreter] = (origin, recorded)
+        log.info(
+            "cold starts: working set of %s recorded from %s (agent %.1f MiB, runtime %.1f "
+            "MiB); pooled sandboxes pre-fault it from now on", interpreter, source,
+            working_set.size(recorded["agent"]) / 2**20,
+            working_set.size(recorded["runtime"]) / 2**20,
+        )  # fmt: skip
 
     def _record_working_set_later(
         self, pool: WarmPool, interpreter: str, prepared: Prepared
@@ -456,13 +524,7 @@ class NamespaceBackend:
         if not recorded["runtime"]:
             return  # the sandbox ended first: the next start records
         assert prepared.origin is not None  # checked when the recording was scheduled
-        self._working_sets[interpreter] = (prepared.origin, recorded)
-        log.info(
-            "cold starts: working set of %s recorded (agent %.1f MiB, runtime %.1f MiB); "
-            "pooled sandboxes pre-fault it from now on", interpreter,
-            working_set.size(recorded["agent"]) / 2**20,
-            working_set.size(recorded["runtime"]) / 2**20,
-        )  # fmt: skip
+        self._note_working_set(interpreter, prepared.origin, recorded, "its first start")
         await pool.renew()
 
     async def _specialise(self, prepared: Prepared, spec: SandboxSpec) -> NamespaceSandbox:

@@ -67,6 +67,11 @@ class PoolDemand:
         self.in_flight = 0
         self._last_done: float | None = None
 
+    def configure(self, configured: int) -> None:
+        """A new configured size (the pools' total is shared anew); the maximum stays."""
+        self.configured = configured
+        self.maximum = max(configured, self.maximum)
+
     def note_start(self, now: float) -> None:
         """A start is taking a sandbox (from the pool, or pre-started for it)."""
         self.in_flight += 1

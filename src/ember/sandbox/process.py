@@ -19,7 +19,7 @@ from pathlib import Path
 from ember.agent.launch import agent_argv
 from ember.errors import SandboxError
 from ember.runtimes.python import RUNTIME_DIR
-from ember.sandbox.base import ChannelSandbox, SandboxSpec
+from ember.sandbox.base import ChannelSandbox, SandboxSpec, StartFor
 from ember.settings import Settings
 
 # The agent's own environment, built from scratch: nothing of the server's leaks in.
@@ -88,6 +88,9 @@ class ProcessBackend:
 
     def statistics(self) -> dict[str, dict[str, int]]:
         return {}  # no pools
+
+    async def anticipate(self, spec: SandboxSpec, start_for: StartFor) -> None:  # noqa: ARG002
+        return None  # nothing is started ahead: the seam's no-op
 
     def describe(self) -> str:
         return (

@@ -122,6 +122,11 @@ class WarmPool:
             self.refill_later()
         return prepared
 
+    async def prestart_aside(self) -> Prepared:
+        """One pre-started now, not taken from the pool: no demand noted, no refill follows
+        (a calibration start's sandbox)."""
+        return await self._prestart(warm=False)
+
     def take_ready(self) -> Prepared | None:
         """A waiting pre-started sandbox, or None (none pre-started on demand); a refill
         follows either way."""
@@ -138,6 +143,13 @@ class WarmPool:
             self._refill_timer.cancel()
         loop = asyncio.get_running_loop()
         self._refill_timer = loop.call_later(REFILL_DELAY_S, self.refill_soon)
+
+    def reconfigure(self) -> None:
+        """Follow the backend's pool size now (shared among its pools: another pool came):
+        beyond it, the extra sandboxes go (newest first); below, a refill follows."""
+        if self._size is None:
+            self._demand.configure(self.size)
+            self.resize()
 
     @property
     def size(self) -> int:

@@ -165,3 +165,32 @@ async def test_refills_wait_for_idle_cpus_the_eager_ones_only_briefly(
     await warm.close()
     for sock in zygote.sockets:
         sock.close()
+
+
+def test_the_pools_share_the_configured_total() -> None:
+    """``EMBER_SANDBOX_POOL_SIZE`` is what all interpreters' pools hold: split evenly, at
+    least three each (never more than the total), none for a total of 0."""
+
+    def share(total: int, pools: int) -> int:
+        backend = SimpleNamespace(pool_total=total, _pools=dict.fromkeys(range(pools)))
+        return cast(int, NamespaceBackend.pool_size.fget(backend))  # type: ignore[attr-defined]
+
+    assert [share(106, n) for n in (0, 1, 2, 3)] == [106, 106, 53, 35]
+    assert [share(3, n) for n in (1, 2)] == [3, 3]
+    assert share(2, 2) == 2
+    assert share(0, 1) == 0
+
+
+async def test_a_smaller_share_discards_the_extra_sandboxes(tmp_path: Path) -> None:
+    warm, zygote, _ = growing_pool(tmp_path, [0.0])
+    backend = cast(Any, warm)._backend
+    backend.pool_size = 4
+    warm.reconfigure()
+    await warm.fill()
+    assert (warm.target, warm.ready) == (4, 4)
+    backend.pool_size = 2  # another interpreter's pool came: the total is shared
+    warm.reconfigure()
+    assert (warm.target, warm.ready) == (2, 2)
+    await warm.close()
+    for sock in zygote.sockets:
+        sock.close()
