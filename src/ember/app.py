@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import secrets
+import shutil
 import string
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -99,8 +100,10 @@ class Ember:
     provisioned: ProvisionedConcurrency | None = None
     # background clean-ups (a deleted function's configurations), awaited at close
     chores: set[asyncio.Task[None]] = field(default_factory=set)
-    # a function exists: get its runtime's sandboxes ready ahead (once per runtime)
+    # a function exists: get its runtime's sandboxes ready ahead (once per runtime); the
+    # tasks doing it, cancelled at close
     anticipate: Callable[[FunctionRecord], None] = lambda _record: None
+    anticipating: set[asyncio.Task[None]] = field(default_factory=set)
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -108,6 +111,8 @@ class Ember:
         clock = clock or SystemClock()
         data = settings.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
+        for stale in data.glob("calibration-*"):  # a calibration start's, left by a crash
+            shutil.rmtree(stale, ignore_errors=True)
         credentials = load_credentials(settings, data / "credentials")
         store = await SqliteStore.open(data / "ember.db")
         blobs = BlobStore(data / "blobs", extract_zip)
@@ -132,6 +137,7 @@ class Ember:
             settings.account_id,
             opt_dirs=layers.opt_dir,
             function_tags=lambda name: registry.get(name).tags,
+            scratch=data,
         )
         # the lambda defers the lookup: the invoker is built right below, with this placement
         placement = Placement(
@@ -200,7 +206,8 @@ class Ember:
             forgetting.add(task)
             task.add_done_callback(forgetting.discard)
 
-        anticipate = anticipation(launcher, forget)
+        anticipating: set[asyncio.Task[None]] = set()
+        anticipate = anticipation(launcher, anticipating)
 
         def function_changed(name: str, version: str | None) -> None:
             """A function or one version changed or is gone: its idle environments go, and
@@ -277,6 +284,7 @@ class Ember:
             provisioned=provisioned,
             chores=forgetting,
             anticipate=anticipate,
+            anticipating=anticipating,
         )
         await ember._start()
         return ember
@@ -328,6 +336,9 @@ class Ember:
             await self.dispatcher.close()  # events in flight stay stored for the next start
         if self.provisioned is not None:
             await self.provisioned.close()
+        for task in self.anticipating:  # a calibration start in flight: its sandbox goes
+            task.cancel()
+        await asyncio.gather(*self.anticipating, return_exceptions=True)
         await asyncio.gather(*self.chores, return_exceptions=True)  # before the stores close
         await self.placement.close()
         await self.registry.close()
@@ -343,17 +354,26 @@ class Ember:
 
 
 def anticipation(
-    launcher: Launcher, run: Callable[[Coroutine[Any, Any, None]], None]
+    launcher: Launcher, tasks: set[asyncio.Task[None]]
 ) -> Callable[[FunctionRecord], None]:
     """What to call when a function exists: the backend gets ready to start its runtime's
-    sandboxes (``Launcher.anticipate``: a calibration start, a filled warm pool) in the
-    background (``run``), once per runtime."""
+    sandboxes (``Launcher.anticipate``: a calibration start, a filled warm pool) in a
+    background task kept in ``tasks`` until done, once per runtime and server (a failed
+    calibration is not tried again: the first real start records the pages instead)."""
     anticipated: set[str] = set()
+
+    async def anticipate_logged(record: FunctionRecord) -> None:
+        try:
+            await launcher.anticipate(record)
+        except Exception:  # a bug must not go unseen in a task nobody awaits
+            log.exception("getting %s ready ahead failed", record.config.runtime)
 
     def anticipate(record: FunctionRecord) -> None:
         if record.config.runtime not in anticipated:
             anticipated.add(record.config.runtime)
-            run(launcher.anticipate(record))
+            task = asyncio.get_running_loop().create_task(anticipate_logged(record))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     return anticipate
 

@@ -14,9 +14,11 @@ Environment variables (all optional):
     EMBER_PYTHON_INTERPRETERS                       "python3.12=/path/python3.12,..."
     EMBER_AGENT_PYTHON                              interpreter that runs the in-sandbox agent
     EMBER_SANDBOX_ZYGOTE                            "0" turns pre-warmed (fork) starts off
-    EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes kept in all, shared
-                                                    by the Python versions in use (default:
-                                                    4 % of MemTotal at ~9 MB each, 3..128)
+    EMBER_SANDBOX_POOL_SIZE                         pre-started sandboxes, shared by the
+                                                    Python versions in use, at least 3 each
+                                                    (default: 4 % of MemTotal at ~9 MB
+                                                    each, 3..128); node slots and growth
+                                                    after a burst come on top
     EMBER_SANDBOX_NODE_POOL_SIZE                    pooled sandboxes with node started (1)
     EMBER_SANDBOX_POOL_MAX                          what a pool may grow to after a burst
     EMBER_SANDBOX_PREFAULT                          what pooled sandboxes pre-fault: off,

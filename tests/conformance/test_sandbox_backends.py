@@ -18,8 +18,16 @@ from pathlib import Path
 import pytest
 
 from ember.errors import SandboxError
+from ember.sandbox import cgroups
 from ember.sandbox.base import SandboxBackend
-from ember.sandbox.conformance import CHECKS, PROBE_PYTHON, Check, invoke, start_probe
+from ember.sandbox.conformance import (
+    CHECKS,
+    PROBE_PYTHON,
+    Check,
+    anticipate_probe,
+    invoke,
+    start_probe,
+)
 from ember.sandbox.namespace import NamespaceBackend
 from ember.sandbox.registry import BACKENDS, create_backend
 from ember.sandbox.zygote import ZygoteUnavailable
@@ -203,5 +211,35 @@ async def test_takes_that_never_pause_do_not_keep_the_working_set_from_being_rec
         await asyncio.wait_for(backend.quiesce(), WAIT_S)
         assert backend.warming(zygote.interpreter)[0]
         await first.kill()
+    finally:
+        await backend.close()
+
+
+async def test_a_calibration_start_records_the_working_set_before_any_start(
+    tmp_path: Path,
+) -> None:
+    """``anticipate``: one start of the probe in a sandbox of its own records the pages,
+    the pool fills pre-faulted, and the calibration's sandbox and cgroup are gone."""
+    if not PROBE_AVAILABLE:
+        pytest.skip(f"the conformance probe needs {PROBE_PYTHON}")
+    backend = make_backend("namespace", tmp_path / "data", pool_size=2, prefault="working-set")
+    assert isinstance(backend, NamespaceBackend)
+    try:
+        (zygote,) = backend.zygotes()
+        await asyncio.wait_for(anticipate_probe(backend, tmp_path), WAIT_S)
+        prefault, ranges = backend.warming(zygote.interpreter)
+        assert prefault
+        assert ranges is not None
+        assert ranges["agent"]
+        assert ranges["runtime"]
+        pool = backend.pool(zygote)
+        await asyncio.wait_for(pool.fill(), WAIT_S)
+        assert pool.ready == 2
+        names = cgroups.leftover_names(backend.cgroup_version or 1)
+        ours = [n for n in names if n.startswith(backend.cgroup_prefix)]
+        assert len(ours) == 2  # the pool's: the calibration's cgroup was removed
+        sandbox = await start_probe(backend, tmp_path)
+        assert (await invoke(sandbox, {"n": 1}))["echo"] == {"n": 1}
+        await sandbox.kill()
     finally:
         await backend.close()

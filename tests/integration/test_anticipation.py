@@ -6,6 +6,8 @@ metric. Through a real server with real sandboxes."""
 
 from __future__ import annotations
 
+import hashlib
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -81,3 +83,26 @@ def test_a_restarted_server_gets_its_stored_functions_runtimes_ready(tmp_path: P
         assert statistics(again)["placement"]["starts"]["prewarmed"] == 1
     finally:
         again.stop()
+
+
+def test_stopping_the_server_while_it_gets_a_runtime_ready_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM right after CreateFunction: the calibration start or the pool's fill in
+    flight is cut short, and no sandbox cgroup of this server stays behind."""
+    data = tmp_path / "data"
+    server = start_server(data, env={"EMBER_SANDBOX_POOL_SIZE": "40"})
+    try:
+        create(server.client(), "interrupted")
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    mark = hashlib.sha256(str((data / "sandboxes").resolve()).encode()).hexdigest()[:8]
+    left = [
+        d.name
+        for controller in ("memory", "pids", "cpu")
+        if (parent := Path("/sys/fs/cgroup") / controller / "ember").is_dir()
+        for d in parent.iterdir()
+        if d.name.startswith(mark)
+    ]
+    assert left == []
+    assert not list(data.glob("calibration-*"))

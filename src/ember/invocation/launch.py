@@ -87,8 +87,10 @@ class Launcher:
         account_id: str,
         opt_dirs: OptDirs | None = None,
         function_tags: FunctionTags | None = None,
+        scratch: Path | None = None,  # where calibration starts' code goes (None: TMPDIR)
     ) -> None:
         self._backend = backend
+        self._scratch = scratch
         self._function_tags = function_tags
         self._opt_dirs = opt_dirs
         self._blobs = blobs
@@ -164,7 +166,7 @@ class Launcher:
             revision_id="",
             last_modified=0.0,
         )
-        with tempfile.TemporaryDirectory(prefix="ember-calibration-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="calibration-", dir=self._scratch) as tmp:
             code = write_calibration_code(Path(tmp))
             spec = SandboxSpec(
                 code,

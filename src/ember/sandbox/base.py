@@ -166,8 +166,9 @@ class SandboxBackend(Protocol):
 
     async def anticipate(self, spec: SandboxSpec, start_for: StartFor) -> None:
         """Get ready to start sandboxes like ``spec`` fast, before the first one is asked
-        for (``start_for``: the START of a calibration start, ``calibration.py``). Never
-        raises; a no-op for a backend without pre-started sandboxes."""
+        for (``start_for``: the START of a calibration start, ``calibration.py``). Its
+        failures are logged, not raised; cancellable; a no-op for a backend without
+        pre-started sandboxes."""
         ...
 
     async def close(self) -> None:

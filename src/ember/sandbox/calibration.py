@@ -19,10 +19,10 @@ import json
 import time
 import uuid
 
-from ember.agent.protocol import Frame, Kind, StartMeta, encode, read_frame
+from ember.agent.protocol import Frame, Kind, ProtocolError, StartMeta, encode, read_frame
 from ember.sandbox.base import Sandbox
 
-FRAME_TIMEOUT_S = 30.0  # per awaited frame (a machine busy with other starts is slow)
+TIMEOUT_S = 60.0  # the whole start and invoke (a machine busy with other starts is slow)
 ANSWER_WINDOW_MS = 60_000  # the invoke's deadline, from now
 FAILED = (Kind.INIT_ERROR, Kind.ERROR, Kind.EXIT)
 
@@ -33,7 +33,18 @@ class CalibrationFailed(Exception):
 
 async def exercise(sandbox: Sandbox, start: StartMeta) -> None:
     """START, then one INVOKE of the no-op handler, until the runtime is back on ``/next``
-    (by then the start has written what a start writes). Raises ``CalibrationFailed``."""
+    (by then the start has written what a start writes), within ``TIMEOUT_S``. Raises
+    ``CalibrationFailed``."""
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            await _exercise(sandbox, start)
+    except TimeoutError as exc:
+        raise CalibrationFailed(f"no answer within {TIMEOUT_S:.0f} s") from exc
+    except ProtocolError as exc:
+        raise CalibrationFailed(f"a broken frame: {exc}") from exc
+
+
+async def _exercise(sandbox: Sandbox, start: StartMeta) -> None:
     sandbox.writer.writelines(encode(Kind.START, dict(start)))
     await _until(sandbox, Kind.INIT_DONE)
     meta = {
@@ -49,10 +60,7 @@ async def exercise(sandbox: Sandbox, start: StartMeta) -> None:
 async def _until(sandbox: Sandbox, kind: Kind) -> Frame:
     """The next frame of ``kind``; others (logs, LISTENING, NEXT) are dropped."""
     while True:
-        try:
-            frame = await asyncio.wait_for(read_frame(sandbox.reader), FRAME_TIMEOUT_S)
-        except TimeoutError as exc:
-            raise CalibrationFailed(f"no {kind.name} within {FRAME_TIMEOUT_S:.0f} s") from exc
+        frame = await read_frame(sandbox.reader)
         if frame is None:
             raise CalibrationFailed(f"the sandbox closed its channel before {kind.name}")
         if frame.kind is kind:

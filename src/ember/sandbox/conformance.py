@@ -164,10 +164,38 @@ async def check_kill_is_idempotent_and_final(backend: SandboxBackend, workdir: P
     assert peak is None or peak > 0
 
 
+async def anticipate_probe(backend: SandboxBackend, workdir: Path) -> None:
+    """``backend.anticipate`` with the probe as the calibration start's runtime."""
+    code = workdir / "calibration"
+    code.mkdir(exist_ok=True)
+    (code / "probe.py").write_text(PROBE)
+    spec = SandboxSpec(code, None, memory_mb=128, tmp_mb=512, interpreter=PROBE_PYTHON)
+
+    def start_for(sandbox: Sandbox) -> StartMeta:
+        argv = [PROBE_PYTHON, "-I", "-S", f"{sandbox.task_root}/probe.py"]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        return StartMeta(argv=argv, cwd=sandbox.task_root, env=env,
+                         runtime_api=sandbox.runtime_api_bind)  # fmt: skip
+
+    await asyncio.wait_for(backend.anticipate(spec, start_for), FRAME_TIMEOUT_S)
+
+
+async def check_anticipate_then_start(backend: SandboxBackend, workdir: Path) -> None:
+    """``anticipate`` (a calibration start of the probe, where the backend runs one)
+    returns without raising, and starts work as before after it."""
+    await anticipate_probe(backend, workdir)
+    sandbox = await start_probe(backend, workdir)
+    try:
+        assert (await invoke(sandbox, {"n": 1}))["echo"] == {"n": 1}
+    finally:
+        await sandbox.kill()
+
+
 CHECKS: tuple[Check, ...] = (
     check_invokes_round_trip,
     check_environment_built_from_scratch,
     check_output_is_captured,
     check_runtime_exit_ends_the_sandbox,
     check_kill_is_idempotent_and_final,
+    check_anticipate_then_start,
 )

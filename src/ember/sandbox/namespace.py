@@ -296,8 +296,9 @@ class NamespaceBackend:
         # warm pools stop refilling while the machine's MemAvailable is below this
         self.pool_min_available_mb = pool_min_available_mb
         self.available_mb = available_mb or (lambda: meminfo_mb("MemAvailable"))
-        # the share of the CPUs busy since the last call (a pool grows only on idle CPUs)
-        self.cpu_busy: Callable[[], float | None] = CpuLoad().busy
+        # a reader of the share of the CPUs busy since its last call, one per pool (a pool
+        # refills only on mostly idle CPUs)
+        self.cpu_meter: Callable[[], Callable[[], float | None]] = lambda: CpuLoad().busy
         self.cgroup_version = version
         paths = ("/var/task", "/opt", SANDBOX_RUNTIME_DIR)  # as NamespaceSandbox shows them
         self.node_slots = NodeSlots(self, node_pool_size, paths, self._seccomp)
@@ -388,11 +389,13 @@ class NamespaceBackend:
         return self._zygote(spec_interpreter(spec) or SANDBOX_PYTHON)
 
     def pool(self, zygote: Zygote) -> WarmPool:
+        """``zygote``'s warm pool; a new one shares the pools' total with the others (it
+        refills at its first take or anticipation, theirs shrink now)."""
         pool = self._pools.get(zygote.interpreter)
         if pool is None:
             pool = self._pools[zygote.interpreter] = WarmPool(self, zygote)
-            for other in self._pools.values():  # one more pool: the others' share shrinks
-                other.reconfigure()
+            for other in self._pools.values():
+                other.reconfigure(resize=other is not pool)
         return pool
 
     def warming(self, interpreter: str) -> tuple[bool, working_set.WorkingSet | None]:
@@ -433,7 +436,8 @@ class NamespaceBackend:
         """Ready the zygote of ``spec``'s interpreter for a burst before any start: its
         working set recorded by a calibration start when the pre-fault needs one and none
         is recorded yet (``calibration.py``), then its warm pool filled (in the background,
-        as refills go). A failed calibration is logged: the first real start records."""
+        as refills go). A failed calibration is logged, never raised: the first real start
+        records then. Cancellable (server shutdown): nothing is left behind."""
         zygote = self.zygote_for(spec)
         if zygote is None or zygote.given_up or spec.interpreter is None:
             return  # no pool, or not a Python runtime: nothing of it is forked
@@ -441,6 +445,8 @@ class NamespaceBackend:
         interpreter = zygote.interpreter
         if (
             self.prefault != PREFAULT_WORKING_SET
+            or self.pool_max == 0  # no pool: nothing would pre-fault it
+            or self._cgroup_version is None  # rootless without cgroups: pages unreadable
             or self._recorded(interpreter) is not None
             or interpreter in self._recording
         ):
@@ -454,9 +460,14 @@ class NamespaceBackend:
             recorded = None
         finally:
             self._recording.discard(interpreter)
-        if recorded is not None:
-            self._note_working_set(interpreter, *recorded, "a calibration start")
-        await pool.renew()  # what waited before was not pre-faulted: replaced
+        if recorded is None:
+            pool.refill_soon()
+            return
+        self._note_working_set(interpreter, *recorded, "a calibration start")
+        # what waits in the pool was not pre-faulted: replaced, but not under a burst
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.until_quiet(), self.record_quiet_max_s)
+        await pool.renew()
 
     async def _calibrate(
         self, pool: WarmPool, spec: SandboxSpec, start_for: StartFor
@@ -464,12 +475,16 @@ class NamespaceBackend:
         """One calibration start in a sandbox pre-started aside (no take, no refill), its
         pages read once the runtime is back on ``/next``; None if it ended first."""
         prepared = await pool.prestart_aside()
-        sandbox = await self._specialise(prepared, spec)
+        try:
+            sandbox = await self._specialise(prepared, spec)
+        except asyncio.CancelledError:  # (its other failures discard it themselves)
+            await asyncio.shield(asyncio.to_thread(prepared.discard))
+            raise
         try:
             await calibration.exercise(sandbox, start_for(sandbox))
             recorded = await asyncio.to_thread(_read_working_set, prepared)
         finally:
-            await sandbox.kill()
+            await asyncio.shield(sandbox.kill())
         if prepared.origin is None or not recorded["runtime"]:
             return None
         return prepared.origin, recorded

@@ -12,11 +12,12 @@ as their rate per second, never as their total.
 
 Refills never compete with a burst: while a start is taking a sandbox (``in_flight``)
 the pool pre-starts nothing; beyond its configured size only once the last take is
-``growth_delay_s`` old; and each batch of ``GROWTH_BATCH`` pre-starts waits until the
-CPUs have been mostly idle (``CpuLoad``), for at most ``EAGER_MAX_DEFER_S`` while the
-pool holds fewer than ``EAGER_REFILL``, ``GROWTH_MAX_DEFER_S`` beyond: a burst's
-environments are still initialising (agent, runtime, handler import) well after their
-sandboxes were taken (a take from the pool is instant), and their starts come first.
+``growth_delay_s`` old; and each batch of pre-starts (up to ``EAGER_REFILL`` ready
+first, then ``GROWTH_BATCH`` at a time) waits until the CPUs have been mostly idle
+(``CpuLoad``): the eager ones at most ``EAGER_MAX_DEFER_S`` from the first time they
+waited, growth at most ``GROWTH_MAX_DEFER_S``. A burst's environments are still
+initialising (agent, runtime, handler import) well after their sandboxes were taken (a
+take from the pool is instant), and their starts come first.
 
 Scope: one per warm pool; pure bookkeeping on monotonic times passed in (tests drive it).
 Invariants: ``configured <= target(now) <= max(configured, maximum)``; a peak older than

@@ -67,11 +67,12 @@ class WarmPool:
     Scope: one per zygote. ``take`` hands out a prepared sandbox at once when there is
     one, else pre-starts one on demand (what a pool of size 0 always does); either way a
     refill follows in the background (pre-faulted when the backend's ``prefault`` is on):
-    to ``pool_size`` soon after the last take, and after a burst of takes up to the
-    burst's size (at most ``pool_max``: ``pool_demand.py``), once takes have paused; each
-    batch once the CPUs are mostly idle. The extra sandboxes are discarded once the burst
-    is a minute old. A refill never runs while a take is in flight, and its sandboxes
-    wait in cgroups of the smallest CPU share (``cgroups.IDLE_CPU_SHARES``). Raises
+    to ``pool_size`` after the last take, and after a burst of takes up to the burst's size
+    (at most ``pool_max``: ``pool_demand.py``), once takes have paused; each batch once
+    the CPUs are mostly idle (the first three within a second). The extra sandboxes are
+    discarded once the burst is a minute old. A refill never runs while a take is in
+    flight, and its sandboxes (not a node slot's) wait in cgroups of the smallest CPU
+    share (``cgroups.IDLE_CPU_SHARES``). Raises
     ``ZygoteUnavailable``. A refill pauses while the machine's MemAvailable
     (``available_mb``, injectable) is below the backend's ``pool_min_available_mb``, and
     says so in the log once each time that happens.
@@ -101,7 +102,8 @@ class WarmPool:
         # after bursts up to the backend's pool_max
         fixed = size is not None
         self._demand = demand or PoolDemand(self.size, self.size if fixed else backend.pool_max)
-        self._cpu_busy = backend.cpu_busy  # share of the CPUs busy since its last call
+        self._cpu_busy = backend.cpu_meter()  # share of the CPUs busy since its last call
+        self._eager_deadline: float | None = None  # an eager refill waits for idle CPUs until
         self._resize_timer: asyncio.TimerHandle | None = None
         self._discarding: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by renew: sandboxes pre-started before are stale
@@ -144,12 +146,14 @@ class WarmPool:
         loop = asyncio.get_running_loop()
         self._refill_timer = loop.call_later(REFILL_DELAY_S, self.refill_soon)
 
-    def reconfigure(self) -> None:
-        """Follow the backend's pool size now (shared among its pools: another pool came):
-        beyond it, the extra sandboxes go (newest first); below, a refill follows."""
+    def reconfigure(self, resize: bool = True) -> None:
+        """Follow the backend's pool size now (shared among its pools: another pool came);
+        ``resize``: beyond it, the extra sandboxes go (newest first), below, a refill
+        follows."""
         if self._size is None:
             self._demand.configure(self.size)
-            self.resize()
+            if resize:
+                self.resize()
 
     @property
     def size(self) -> int:
@@ -244,8 +248,7 @@ class WarmPool:
             ):
                 if batch == 0:
                     eager = pool_demand.EAGER_REFILL - len(self._ready)
-                    defer = pool_demand.EAGER_MAX_DEFER_S if eager > 0 else None
-                    if not await self._cpus_idle(defer):
+                    if not await self._cpus_idle(self._eager_until(loop.time(), eager > 0)):
                         continue  # a take came meanwhile: look again
                     batch = eager if eager > 0 else pool_demand.GROWTH_BATCH
                 batch -= 1
@@ -262,15 +265,28 @@ class WarmPool:
         finally:
             self._refilling = None
 
-    async def _cpus_idle(self, max_defer_s: float | None = None) -> bool:
+    def _eager_until(self, now: float, eager: bool) -> float | None:
+        """Until when an eager refill may wait for idle CPUs: ``EAGER_MAX_DEFER_S`` from
+        the first time it waited, kept across refills (takes in flight end each one) until
+        the pool holds ``EAGER_REFILL`` again; None beyond that (growth)."""
+        if not eager:
+            self._eager_deadline = None
+            return None
+        if self._eager_deadline is None:
+            self._eager_deadline = now + pool_demand.EAGER_MAX_DEFER_S
+        return self._eager_deadline
+
+    async def _cpus_idle(self, deadline: float | None = None) -> bool:
         """Wait until the CPUs are mostly idle (a pre-start is for later, never at the
         expense of starts being made: a burst's environments are still initialising after
-        their takes), at most ``max_defer_s`` (default ``GROWTH_MAX_DEFER_S``). False if a
-        take came meanwhile or the pool was closed."""
+        their takes), at most until ``deadline`` (default ``GROWTH_MAX_DEFER_S`` from now;
+        one passed already: at once). False if a take came meanwhile or the pool was
+        closed."""
         loop = asyncio.get_running_loop()
-        if max_defer_s is None:
-            max_defer_s = pool_demand.GROWTH_MAX_DEFER_S
-        deadline = loop.time() + max_defer_s
+        if deadline is None:
+            deadline = loop.time() + pool_demand.GROWTH_MAX_DEFER_S
+        elif loop.time() >= deadline:
+            return not self._closed
         self._cpu_busy()
         while True:
             await asyncio.sleep(pool_demand.CPU_SAMPLE_S)
@@ -299,7 +315,9 @@ class WarmPool:
         cgroup = self._backend.new_cgroup()
         prefault, ranges = self._backend.warming(self._zygote.interpreter)
         try:
-            cgroup.create_dirs(idle=warm)  # a refill's: it must not compete with starts
+            # a refill's waits at the smallest CPU share (it must not compete with starts),
+            # not a node slot's: its node must start within a deadline
+            cgroup.create_dirs(idle=warm and self._ready_wait is None)
             config = {**self._backend.base_config(self._root, cgroup), "warm": warm and prefault}
             config.update(self._extra_config)
             if ranges is not None:
@@ -335,7 +353,7 @@ class WarmPool:
                 await asyncio.wait({refilling})
         stale = list(self._ready)
         self._ready.clear()
-        for prepared in stale:  # kill and wait: off the event loop
-            await asyncio.to_thread(prepared.discard)
+        # kill and wait: off the event loop, together (a pool may hold a hundred)
+        await asyncio.gather(*(asyncio.to_thread(prepared.discard) for prepared in stale))
         if self._discarding:
             await asyncio.wait(set(self._discarding))

@@ -19,8 +19,8 @@ config of ``namespace.py``, as JSON) it pre-starts a sandbox:
 3. in the zygote: sends back a pidfd for the child and the other end of its socket, and
    reaps the child once it ends.
 
-The backend keeps a few pre-started sandboxes per zygote (``namespace.WarmPool``) so that
-a cold start only specialises one.
+The backend keeps pre-started sandboxes per zygote (``warm_pool.WarmPool``) so that a
+cold start only specialises one.
 
 The zygote stays single-threaded (a raw clone needs that), exits when the backend's end
 of its socket closes, and never runs tenant code: tenant code only ever runs in the

@@ -67,7 +67,7 @@ async def slots(tmp_path: Path) -> AsyncIterator[Slots]:
         backend = SimpleNamespace(
             pool_size=3, scratch=tmp_path, pool_min_available_mb=0, available_mb=lambda: None,
             base_config=lambda root, cgroup: {"root": root}, new_cgroup=lambda: NoCgroup("x"),
-            warming=lambda interpreter: (False, None), pool_max=3, cpu_busy=lambda: None,
+            warming=lambda interpreter: (False, None), pool_max=3, cpu_meter=lambda: lambda: None,
         )  # fmt: skip
         node_slots = NodeSlots(cast(NamespaceBackend, backend), 1, PATHS, b"\x01\x02")
         zygote = FakeZygote(answer)

@@ -9,7 +9,7 @@ import os
 import socket
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -30,7 +30,7 @@ class NoPrestarts:
 def pool(available: list[int | None], tmp_path: Path) -> WarmPool:
     backend = SimpleNamespace(
         pool_size=3, pool_max=3, prefault=False, scratch=tmp_path, pool_min_available_mb=512,
-        available_mb=lambda: None, cpu_busy=lambda: 0.0,
+        available_mb=lambda: None, cpu_meter=lambda: lambda: 0.0,
     )  # fmt: skip
     return WarmPool(
         cast(NamespaceBackend, backend), cast(Zygote, NoPrestarts()), lambda: available[0]
@@ -100,7 +100,7 @@ class CountingZygote:
 def growing_pool(tmp_path: Path, busy: list[float]) -> tuple[WarmPool, CountingZygote, PoolDemand]:
     backend = SimpleNamespace(
         pool_size=1, pool_max=4, prefault=False, scratch=tmp_path, pool_min_available_mb=0,
-        available_mb=lambda: None, cpu_busy=lambda: busy[0], new_cgroup=FakeCgroup,
+        available_mb=lambda: None, cpu_meter=lambda: lambda: busy[0], new_cgroup=FakeCgroup,
         warming=lambda interpreter: (False, None), base_config=lambda root, cgroup: {},
     )  # fmt: skip
     zygote = CountingZygote()
@@ -139,7 +139,7 @@ async def test_refills_wait_for_idle_cpus_the_eager_ones_only_briefly(
     """A burst's environments initialise after their takes: every refill asks about the
     CPUs first; the first ``EAGER_REFILL`` go ahead after ``EAGER_MAX_DEFER_S`` even on
     busy CPUs, growth beyond them waits for idle ones."""
-    monkeypatch.setattr(pool_demand, "EAGER_MAX_DEFER_S", 0.0)
+    monkeypatch.setattr(pool_demand, "EAGER_MAX_DEFER_S", 0.01)
     busy = [1.0]
     asked_with_ready: list[int] = []
     growth_asked = asyncio.Event()
@@ -192,5 +192,53 @@ async def test_a_smaller_share_discards_the_extra_sandboxes(tmp_path: Path) -> N
     warm.reconfigure()
     assert (warm.target, warm.ready) == (2, 2)
     await warm.close()
+    for sock in zygote.sockets:
+        sock.close()
+
+
+async def test_the_eager_deferral_is_bounded_across_refills(tmp_path: Path) -> None:
+    """Each take in flight ends a refill; the next one must not wait another second."""
+    warm, zygote, _ = growing_pool(tmp_path, [1.0])
+    until = cast(Any, warm)._eager_until
+    first = until(100.0, True)
+    assert first == 100.0 + pool_demand.EAGER_MAX_DEFER_S
+    assert until(100.7, True) == first  # a later refill: the same deadline
+    assert until(101.0, False) is None  # EAGER_REFILL reached: growth from here
+    assert until(105.0, True) == 105.0 + pool_demand.EAGER_MAX_DEFER_S  # a new deferral
+    await warm.close()
+    for sock in zygote.sockets:
+        sock.close()
+
+
+class RecordingCgroup(FakeCgroup):
+    idle_flags: ClassVar[list[bool]] = []
+
+    def create_dirs(self, idle: bool = False) -> None:
+        self.idle_flags.append(idle)
+
+
+async def test_only_refills_wait_at_the_smallest_cpu_share(tmp_path: Path) -> None:
+    """A refill's sandbox waits at the idle share; one pre-started for a start waiting on
+    it, or a node slot (its node must start within a deadline), at the normal one."""
+    RecordingCgroup.idle_flags = []
+    warm, zygote, _ = growing_pool(tmp_path, [0.0])
+    backend = cast(Any, warm)._backend
+    backend.new_cgroup = RecordingCgroup
+    taken = await warm.take()  # on demand: the pool was empty
+    await warm.fill()
+    assert RecordingCgroup.idle_flags == [False, True]
+
+    async def ready(_prepared: Any) -> bool:
+        return True
+
+    slots = WarmPool(
+        cast(NamespaceBackend, backend), cast(Zygote, zygote), lambda: None, size=1,
+        ready_wait=ready,
+    )  # fmt: skip
+    await slots.fill()
+    assert RecordingCgroup.idle_flags == [False, True, False]
+    taken.discard()
+    for pool in (warm, slots):
+        await pool.close()
     for sock in zygote.sockets:
         sock.close()
