@@ -17,10 +17,13 @@ of the CPUs busy over 0.25 s, or 20 s passed; the wait is printed). Without it a
 for the previous run's 100 environments: their teardown keeps the kernel busy during the
 next burst. Nothing is pre-created for the measured function: every run starts from zero
 environments of it. The warm pool holds generic pre-started sandboxes (no function's
-code): its configured size (3) before run 1, which pre-starts 97 of its sandboxes on
-demand; after a burst it grows to the burst's size for a minute (``EMBER_SANDBOX_POOL_MAX``,
-``sandbox/pool_demand.py``), so runs 2 and 3 measure a server that has seen a burst a
-few seconds before. The pool's size at each burst is printed.
+code): its default size (``EMBER_SANDBOX_POOL_SIZE``: 4 % of the machine's memory, 107 on
+a 24 GiB machine), filled once the first function of the runtime was created (its
+calibration start, ``sandbox/calibration.py``); each run waits for the pool to be full;
+after a burst it grows to the burst's size for a minute (``EMBER_SANDBOX_POOL_MAX``,
+``sandbox/pool_demand.py``). The pool's size at each burst is printed. Run 1 is a
+server's first burst; ``EMBER_SANDBOX_POOL_SIZE=3 python -m bench.burst`` shows a burst
+served mostly by sandboxes pre-started on demand.
 
 Floor of the same run: the same burst against ``bench/floor_server.py --delay-ms 1000``
 (every answer after 1 s: the client's and the loopback's share of a burst). Target
