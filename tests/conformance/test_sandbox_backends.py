@@ -30,7 +30,7 @@ from ember.sandbox.conformance import (
 )
 from ember.sandbox.namespace import NamespaceBackend
 from ember.sandbox.registry import BACKENDS, create_backend
-from ember.sandbox.zygote import ZygoteUnavailable
+from ember.sandbox.zygote import Zygote, ZygoteUnavailable
 from ember.settings import Settings
 
 PROBE_AVAILABLE = Path(PROBE_PYTHON).exists()
@@ -175,14 +175,7 @@ async def test_the_first_start_records_a_working_set_that_the_pool_then_prefault
         assert (await invoke(first, {"n": 1}))["echo"] == {"n": 1}
         first_invoke_done.set()
         await backend.quiesce()
-        prefault, ranges = backend.warming(zygote.interpreter)
-        assert prefault
-        assert ranges is not None
-        assert ranges["agent"]
-        assert ranges["runtime"]
-        pool = backend.pool(zygote)
-        await asyncio.wait_for(pool.fill(), WAIT_S)  # renewed: pre-faulting those pages
-        assert pool.ready == 2
+        await assert_recorded_and_pool_filled(backend, zygote)  # renewed: pre-faulting
         second = await start_probe(backend, tmp_path)
         assert (await invoke(second, {"n": 2}))["echo"] == {"n": 2}
         for sandbox in (first, second):
@@ -227,14 +220,7 @@ async def test_a_calibration_start_records_the_working_set_before_any_start(
     try:
         (zygote,) = backend.zygotes()
         await asyncio.wait_for(anticipate_probe(backend, tmp_path), WAIT_S)
-        prefault, ranges = backend.warming(zygote.interpreter)
-        assert prefault
-        assert ranges is not None
-        assert ranges["agent"]
-        assert ranges["runtime"]
-        pool = backend.pool(zygote)
-        await asyncio.wait_for(pool.fill(), WAIT_S)
-        assert pool.ready == 2
+        await assert_recorded_and_pool_filled(backend, zygote)
         names = cgroups.leftover_names(backend.cgroup_version or 1)
         ours = [n for n in names if n.startswith(backend.cgroup_prefix)]
         assert len(ours) == 2  # the pool's: the calibration's cgroup was removed
@@ -243,3 +229,15 @@ async def test_a_calibration_start_records_the_working_set_before_any_start(
         await sandbox.kill()
     finally:
         await backend.close()
+
+
+async def assert_recorded_and_pool_filled(backend: NamespaceBackend, zygote: Zygote) -> None:
+    """A working set of both roles is recorded, and the pool fills (to 2) pre-faulting it."""
+    prefault, ranges = backend.warming(zygote.interpreter)
+    assert prefault
+    assert ranges is not None
+    assert ranges["agent"]
+    assert ranges["runtime"]
+    pool = backend.pool(zygote)
+    await asyncio.wait_for(pool.fill(), WAIT_S)
+    assert pool.ready == 2
